@@ -1,0 +1,91 @@
+"""Settings from the environment: one loader, one frozen Struct per service.
+
+Only :func:`load_settings` reads a mapping of environment variables; services call it
+with ``os.environ`` and tests with a dict. A bad value raises :class:`ConfigError`
+naming the variable, which ``main`` turns into one line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
+
+import msgspec
+
+from hookline.durations import Duration, parse_duration
+from hookline.errors import ConfigError
+from hookline.keys import DEFAULT_PREFIX, check_name
+
+T = TypeVar("T", bound="BaseSettings")
+
+
+class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Settings every service shares. ``ENV`` maps each field to its variable."""
+
+    redis_url: str = "redis://localhost:6379/0"
+    prefix: str = DEFAULT_PREFIX
+    log_level: str = "info"
+    log_format: str = "auto"
+
+    ENV: ClassVar[dict[str, str]] = {
+        "redis_url": "REDIS_URL",
+        "prefix": "HOOKLINE_PREFIX",
+        "log_level": "HOOKLINE_LOG_LEVEL",
+        "log_format": "HOOKLINE_LOG_FORMAT",
+    }
+
+    def __post_init__(self) -> None:
+        try:
+            check_name("key prefix", self.prefix)
+        except ValueError as exc:
+            raise ConfigError("HOOKLINE_PREFIX", str(exc)) from None
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("REDIS_URL", "must start with redis://, rediss:// or unix://")
+        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
+            raise ConfigError("HOOKLINE_LOG_LEVEL", "must be debug, info, warning or error")
+        if self.log_format not in {"auto", "json", "console"}:
+            raise ConfigError("HOOKLINE_LOG_FORMAT", "must be auto, json or console")
+
+
+def _dec_hook(kind: type, value: Any) -> Any:
+    if kind is Duration:
+        return parse_duration(value)
+    raise NotImplementedError(f"no decoder for {kind!r}")
+
+
+def _is_sequence(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (list, tuple)
+
+
+def env_names(cls: type[BaseSettings]) -> dict[str, str]:
+    """Every field of ``cls`` with its environment variable (inherited ones included)."""
+    names: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        names.update(getattr(klass, "ENV", {}))
+    return names
+
+
+def load_settings(cls: type[T], env: Mapping[str, str], **overrides: Any) -> T:
+    """Build ``cls`` from environment variables, then apply explicit ``overrides``
+    (command-line flags). Empty variables count as unset."""
+    names = env_names(cls)
+    hints = typing.get_type_hints(cls)
+    raw: dict[str, Any] = {}
+    for field, var in names.items():
+        value = env.get(var)
+        if value is None or value == "":
+            continue
+        if _is_sequence(hints.get(field)):
+            raw[field] = [part.strip() for part in value.split(",") if part.strip()]
+        else:
+            raw[field] = value
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return msgspec.convert(raw, cls, strict=False, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        field = message.rsplit("$.", 1)[-1].split(".")[0].split("[")[0] if "$." in message else ""
+        setting = names.get(field, field or cls.__name__)
+        problem = message.split(" - at ")[0]
+        raise ConfigError(setting, f"{problem} (got {raw.get(field)!r})") from None

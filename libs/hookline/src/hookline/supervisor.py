@@ -1,0 +1,295 @@
+"""``hookline up``: the whole system on one machine, each service its own OS process.
+
+Starts Redis (``REDIS_URL`` if given, else an embedded redis-server with AOF under
+``.hookline/redis``), then ingress, dispatcher, status and N workers; prints the URLs
+and one ready line; restarts a service that dies; stops everything on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hookline.embedded_redis import EmbeddedRedis, RedisNotFound
+from hookline.errors import ConfigError, HooklineError
+from hookline.web import bind_socket
+
+READY_TIMEOUT = 60.0
+RESTART_DELAY = 1.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    health_port: int
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+def _die_with_parent() -> None:
+    """Children get SIGTERM if ``hookline up`` itself dies (no orphans, even on kill -9)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:  # pragma: no cover - not Linux
+        pass
+
+
+def load_or_create_secret(env: Mapping[str, str], home: Path) -> tuple[str, str | None]:
+    """The webhook secret, and where it was stored when ``up`` generated one."""
+    if env.get("GITHUB_WEBHOOK_SECRET"):
+        return env["GITHUB_WEBHOOK_SECRET"], None
+    path = home / "secret"
+    if path.exists():
+        return path.read_text().strip(), str(path)
+    home.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value, str(path)
+
+
+def _port(env: Mapping[str, str], var: str, default: int) -> int:
+    raw = env.get(var) or str(default)
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ConfigError(var, f"expected a port number, got {raw!r}") from None
+    if not 0 < port < 65536:
+        raise ConfigError(var, f"{port} is not a TCP port")
+    return port
+
+
+def _check_free(host: str, port: int, setting: str) -> None:
+    bind_socket(host, port, setting).close()
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as reply:
+            return bool(reply.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+class Supervisor:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        workers: int,
+        home: Path,
+        worker_concurrency: int | None = None,
+    ) -> None:
+        self.env = dict(env)
+        self.workers = workers
+        self.home = home
+        self.worker_concurrency = worker_concurrency
+        self.redis: EmbeddedRedis | None = None
+        self.children: list[Child] = []
+        self.stopping = False
+
+    def plan(self) -> None:
+        """Check every port and setting before anything starts; ConfigError otherwise."""
+        env = self.env
+        host = env.get("HOOKLINE_BIND_HOST", "127.0.0.1")
+        ingress = _port(env, "HOOKLINE_INGRESS_PORT", 5001)
+        status = _port(env, "HOOKLINE_STATUS_PORT", 5002)
+        dispatcher = _port(env, "HOOKLINE_DISPATCHER_PORT", 9102)
+        worker_base = _port(env, "HOOKLINE_WORKER_PORT", 9103)
+        ports = {
+            "HOOKLINE_INGRESS_PORT": ingress,
+            "HOOKLINE_STATUS_PORT": status,
+            "HOOKLINE_DISPATCHER_PORT": dispatcher,
+        }
+        for i in range(self.workers):
+            ports[f"HOOKLINE_WORKER_PORT (+{i})"] = worker_base + i
+        seen: dict[int, str] = {}
+        for setting, port in ports.items():
+            if port in seen:
+                raise ConfigError(setting, f"port {port} is also used by {seen[port]}")
+            seen[port] = setting
+            _check_free(host, port, setting)
+        if self.workers < 1:
+            raise ConfigError("--workers", "must be at least 1")
+        base = {
+            **env,
+            "HOOKLINE_STATUS_URL": env.get("HOOKLINE_STATUS_URL") or f"http://127.0.0.1:{status}",
+        }
+        base.setdefault("HOOKLINE_ARTIFACTS_DIR", str(self.home / "artifacts"))
+        base.setdefault("HOOKLINE_WORK_DIR", str(self.home / "work"))
+        base.setdefault("HOOKLINE_INGRESS_SPOOL_DIR", str(self.home / "spool"))
+        py = sys.executable
+
+        def child(
+            name: str, module: str, port: int, extra: dict[str, str], args: list[str] | None = None
+        ) -> Child:
+            return Child(name, [py, "-m", module, *(args or [])], {**base, **extra}, port)
+
+        self.children = [
+            child(
+                "status",
+                "hookline_status",
+                status,
+                {"HOOKLINE_STATUS_PORT": str(status), "HOOKLINE_STATUS_HOST": host},
+            ),
+            child(
+                "dispatcher",
+                "hookline_dispatcher",
+                dispatcher,
+                {"HOOKLINE_DISPATCHER_PORT": str(dispatcher), "HOOKLINE_DISPATCHER_HOST": host},
+            ),
+        ]
+        for i in range(self.workers):
+            args = ["--name", f"{os.uname().nodename}-w{i + 1}"]
+            if self.worker_concurrency:
+                args += ["--concurrency", str(self.worker_concurrency)]
+            self.children.append(
+                child(
+                    f"worker-{i + 1}",
+                    "hookline_worker",
+                    worker_base + i,
+                    {"HOOKLINE_WORKER_PORT": str(worker_base + i), "HOOKLINE_WORKER_HOST": host},
+                    args,
+                )
+            )
+        self.children.append(
+            child(
+                "ingress",
+                "hookline_ingress",
+                ingress,
+                {"HOOKLINE_INGRESS_PORT": str(ingress), "HOOKLINE_INGRESS_HOST": host},
+            )
+        )
+
+    def start_redis(self) -> str:
+        if self.env.get("REDIS_URL"):
+            return self.env["REDIS_URL"]
+        try:
+            self.redis = EmbeddedRedis(
+                self.home / "redis", port=_port(self.env, "HOOKLINE_REDIS_PORT", 6390)
+            )
+            self.redis.start()
+        except RedisNotFound as exc:
+            raise ConfigError("REDIS_URL", str(exc)) from None
+        return self.redis.url
+
+    def spawn(self, child: Child) -> None:
+        child.process = subprocess.Popen(
+            child.argv,
+            env=child.env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        child.started = time.monotonic()
+
+    def run(self) -> int:
+        self.plan()
+        secret, stored = load_or_create_secret(self.env, self.home)
+        self.env["GITHUB_WEBHOOK_SECRET"] = secret
+        _check_free_redis_port = self.env.get("REDIS_URL") is None
+        if _check_free_redis_port:
+            _check_free(
+                "127.0.0.1", _port(self.env, "HOOKLINE_REDIS_PORT", 6390), "HOOKLINE_REDIS_PORT"
+            )
+        redis_url = self.start_redis()
+        for child in self.children:
+            child.env["REDIS_URL"] = redis_url
+            child.env["GITHUB_WEBHOOK_SECRET"] = secret
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            for child in self.children:
+                self.spawn(child)
+            self._wait_ready()
+            self._announce(redis_url, stored)
+            self._watch()
+        finally:
+            self.shutdown()
+        return 0
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        pending = list(self.children)
+        while pending and not self.stopping:
+            for child in list(pending):
+                assert child.process is not None
+                if child.process.poll() is not None:
+                    raise HooklineError(
+                        f"{child.name} exited with status {child.process.returncode} at start"
+                    )
+                if _healthy(child.health_port):
+                    pending.remove(child)
+            if time.monotonic() > deadline:
+                names = ", ".join(c.name for c in pending)
+                raise HooklineError(f"not healthy after {READY_TIMEOUT:.0f}s: {names}")
+            time.sleep(0.05)
+
+    def _announce(self, redis_url: str, stored: str | None) -> None:
+        by_name = {c.name: c for c in self.children}
+        safe_redis = redis_url.split("@")[-1]
+        lines = [
+            f"  webhook   POST http://127.0.0.1:{by_name['ingress'].health_port}/webhook",
+            f"  jobs      GET  http://127.0.0.1:{by_name['status'].health_port}/jobs",
+            f"  metrics   GET  http://127.0.0.1:{by_name['status'].health_port}/metrics",
+            f"  redis     {safe_redis}" + ("  (embedded, AOF on)" if self.redis else ""),
+            f"  workers   {self.workers}",
+        ]
+        if stored:
+            lines.append(f"  secret    generated, stored in {stored}")
+        print("\n".join(lines), flush=True)
+        print("hookline is ready: try `hookline webhook send --event push`", flush=True)
+
+    def _watch(self) -> None:
+        while not self.stopping:
+            for child in self.children:
+                proc = child.process
+                if proc is not None and proc.poll() is not None and not self.stopping:
+                    child.restarts += 1
+                    print(
+                        f"hookline: {child.name} exited with status {proc.returncode}; "
+                        f"restarting (restart {child.restarts})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    time.sleep(RESTART_DELAY)
+                    if not self.stopping:
+                        self.spawn(child)
+            time.sleep(0.2)
+
+    def shutdown(self) -> None:
+        """SIGTERM every service (intake first), wait, then stop Redis."""
+        self.stopping = True
+        order = sorted(self.children, key=lambda c: c.name != "ingress")
+        for child in order:
+            if child.process is not None and child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 70
+        for child in order:
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+        if self.redis is not None:
+            self.redis.stop()
+        print("hookline stopped", flush=True)

@@ -1,0 +1,71 @@
+"""aiohttp pieces every service shares: JSON replies, ``/health``, ``/metrics``, serving."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from hookline.errors import ConfigError
+from hookline.metrics import CONTENT_TYPE_LATEST, CollectorRegistry, render
+
+_json = msgspec.json.Encoder()
+
+HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=_json.encode(data),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def json_error(status: int, error: str, detail: str) -> web.Response:
+    """The error shape of every endpoint: ``{"error": ..., "detail": ...}``."""
+    return json_response({"error": error, "detail": detail}, status=status)
+
+
+def add_ops_routes(app: web.Application, registry: CollectorRegistry, health: HealthCheck) -> None:
+    """``GET /health`` (503 unless status is ``ok`` or ``degraded``) and ``GET /metrics``."""
+    app[REGISTRY] = registry
+
+    async def health_view(_: web.Request) -> web.Response:
+        body = await health()
+        ok = body.get("status") in ("ok", "degraded")
+        return json_response(body, status=200 if ok else 503)
+
+    async def metrics_view(_: web.Request) -> web.Response:
+        response = web.Response(body=render(registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    app.router.add_get("/health", health_view)
+    app.router.add_get("/metrics", metrics_view)
+
+
+def bind_socket(host: str, port: int, setting: str) -> socket.socket:
+    """Bind the listening socket before anything else starts, so a taken port is one
+    clear error naming the setting instead of a traceback after start-up."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(setting, f"port {port} on {host} is already in use") from None
+        raise ConfigError(setting, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock

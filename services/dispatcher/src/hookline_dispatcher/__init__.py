@@ -1,0 +1,1 @@
+"""hookline dispatcher: webhooks → routed jobs; retries, delays and operator commands."""

@@ -1,0 +1,1 @@
+"""hookline ingress: ``POST /webhook`` → the ``webhook.received`` stream."""

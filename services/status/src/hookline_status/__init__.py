@@ -1,0 +1,1 @@
+"""hookline status: projects every stream into job views; the HTTP API and metrics."""

@@ -1,0 +1,1 @@
+"""hookline worker: runs pipeline jobs from ``job.queued.<queue>`` streams."""

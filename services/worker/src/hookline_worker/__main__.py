@@ -1,0 +1,52 @@
+"""``python -m hookline_worker``: run pipeline jobs (flags as ``hookline worker``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hookline.cli import add_worker_arguments
+from hookline.service import run_service
+
+from hookline_worker.app import build
+from hookline_worker.settings import WorkerSettings, load
+
+
+def flags_of(args: argparse.Namespace) -> dict[str, Any]:
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    return {
+        "name": args.name,
+        "queues": queues,
+        "concurrency": args.concurrency,
+        "burst": args.burst,
+        "port": args.port,
+        "shutdown_timeout": args.shutdown_timeout,
+    }
+
+
+def _listen(settings: WorkerSettings) -> tuple[str, int, str]:
+    return settings.host, settings.port, "HOOKLINE_WORKER_PORT"
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+    flags = flags_of(args)
+
+    def load_with_flags(environ: Mapping[str, str]) -> WorkerSettings:
+        return load(environ, **flags)
+
+    return run_service(
+        "worker", load_with_flags, build, _listen, env=os.environ if env is None else env
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hookline-worker", description=__doc__)
+    add_worker_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
