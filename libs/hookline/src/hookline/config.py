@@ -7,6 +7,7 @@ naming the variable, which ``main`` turns into one line and exit status 2.
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
@@ -18,6 +19,8 @@ from hookline.errors import ConfigError
 from hookline.keys import DEFAULT_PREFIX, check_name
 
 T = TypeVar("T", bound="BaseSettings")
+
+_PATH = re.compile(r"\$\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
 class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,7 +88,8 @@ def load_settings(cls: type[T], env: Mapping[str, str], **overrides: Any) -> T:
         return msgspec.convert(raw, cls, strict=False, dec_hook=_dec_hook)
     except msgspec.ValidationError as exc:
         message = str(exc)
-        field = message.rsplit("$.", 1)[-1].split(".")[0].split("[")[0] if "$." in message else ""
+        found = _PATH.search(message)
+        field = found.group(1) if found else ""
         setting = names.get(field, field or cls.__name__)
         problem = message.split(" - at ")[0]
         raise ConfigError(setting, f"{problem} (got {raw.get(field)!r})") from None

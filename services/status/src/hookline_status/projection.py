@@ -198,3 +198,25 @@ def render(view: dict[str, str]) -> dict[str, Any]:
         "reason": text("reason"),
         "delivery_id": text("delivery_id"),
     }
+
+
+def apply(view: dict[str, str], update: ViewUpdate) -> dict[str, str]:
+    """The view after ``update``: the same rule the store's Lua script applies in Redis."""
+    if int(view.get("rank", "-1")) >= update.rank:
+        return view
+    new = {k: v for k, v in view.items() if k not in update.clear}
+    new.update(update.fields)
+    new.setdefault("created_ms", str(update.created_ms))
+    new["rank"] = str(update.rank)
+    new["status"] = update.status
+    return new
+
+
+def fold(events: list[AnyEvent]) -> dict[str, dict[str, str]]:
+    """Every job's view after ``events``, in the order given."""
+    views: dict[str, dict[str, str]] = {}
+    for event in events:
+        update = project(event)
+        if update is not None:
+            views[update.job_id] = apply(views.get(update.job_id, {}), update)
+    return views

@@ -1,0 +1,67 @@
+"""Session-wide fixtures: one real Redis, a private key prefix per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from support.processes import ServiceProcess
+from support.redis_server import RedisServer, start_redis
+
+from hookline.keys import Keys
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def prefix() -> str:
+    """Every test writes under its own key prefix, so tests never see each other."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def keys(prefix: str) -> Keys:
+    return Keys(prefix)
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=False)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def base_env(redis_url: str, prefix: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for a service process of this test."""
+    return {
+        "REDIS_URL": redis_url,
+        "HOOKLINE_PREFIX": prefix,
+        "GITHUB_WEBHOOK_SECRET": "test-secret",
+        "HOOKLINE_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+        "HOOKLINE_WORK_DIR": str(tmp_path / "work"),
+        "HOOKLINE_INGRESS_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[list[ServiceProcess]]:
+    """Service processes a test starts; each is stopped by its own pid afterwards."""
+    started: list[ServiceProcess] = []
+    yield started
+    for proc in reversed(started):
+        proc.stop(timeout=15)

@@ -1,0 +1,1 @@
+"""Test support: a real Redis, real service processes, real payloads, waiting helpers."""

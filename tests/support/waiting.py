@@ -1,0 +1,40 @@
+"""Wait on a condition with a deadline: the only way tests synchronise."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_until(
+    condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> T:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T = condition()
+    while not last:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+        last = condition()
+    return last
+
+
+async def async_wait_until(
+    condition: Callable[[], Awaitable[T]],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "",
+) -> T:
+    deadline = time.monotonic() + timeout
+    last = await condition()
+    while not last:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        await asyncio.sleep(interval)
+        last = await condition()
+    return last
