@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-
+from hookline.keys import Keys
 from support.processes import ServiceProcess
 from support.redis_server import RedisServer, start_redis
-
-from hookline.keys import Keys
 
 
 @pytest.fixture(scope="session")

@@ -23,8 +23,10 @@ SECRET = "e2e-secret"
 
 @pytest.fixture
 def system(tmp_path: Path, redis_url: str, prefix: str) -> Iterator[System]:
-    running = System(tmp_path, {"REDIS_URL": redis_url, "HOOKLINE_PREFIX": prefix,
-                                "GITHUB_WEBHOOK_SECRET": SECRET})
+    running = System(
+        tmp_path,
+        {"REDIS_URL": redis_url, "HOOKLINE_PREFIX": prefix, "GITHUB_WEBHOOK_SECRET": SECRET},
+    )
     running.start()
     yield running
     running.stop()
@@ -32,8 +34,12 @@ def system(tmp_path: Path, redis_url: str, prefix: str) -> Iterator[System]:
 
 def deliver(system: System, event: str, name: str) -> tuple[int, dict[str, object]]:
     body = payload(event, name)
-    request = urllib.request.Request(f"{system.ingress}/webhook", data=body, method="POST",
-                                     headers=signed_headers(SECRET, body, event))
+    request = urllib.request.Request(
+        f"{system.ingress}/webhook",
+        data=body,
+        method="POST",
+        headers=signed_headers(SECRET, body, event),
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as reply:
             return reply.status, json.loads(reply.read())
@@ -43,8 +49,11 @@ def deliver(system: System, event: str, name: str) -> tuple[int, dict[str, objec
 
 def final_view(system: System, job_id: str) -> dict[str, object]:
     finals = {"finished", "failed", "skipped", "canceled"}
-    return wait_until(lambda: (v := system.job(job_id)) and v["status"] in finals and v,
-                      timeout=30, what=f"job {job_id} to end")
+    return wait_until(
+        lambda: (v := system.job(job_id)) and v["status"] in finals and v,
+        timeout=30,
+        what=f"job {job_id} to end",
+    )
 
 
 def test_real_payloads_flow_from_webhook_to_final_status(system: System) -> None:
@@ -67,7 +76,8 @@ def test_real_payloads_flow_from_webhook_to_final_status(system: System) -> None
             result = view["result"]
             assert isinstance(result, dict)
             assert Path(str(result["artifact"])).is_file()
-            assert view["started_at"] and view["ended_at"]
+            assert view["started_at"]
+            assert view["ended_at"]
         else:
             assert event in str(view["reason"])
     push_result = final_view(system, str(answers[0]["job_id"]))["result"]
@@ -100,8 +110,12 @@ def test_status_api_refuses_bad_queries_and_unknown_jobs(system: System) -> None
     status, body = http_json(f"{system.status}/jobs/no-such-job")
     assert status == 404
     assert body["error"] == "not_found"
-    for query, name in (("status=bogus", "status"), ("limit=0", "limit"), ("limit=101", "limit"),
-                        ("limit=ten", "limit")):
+    for query, name in (
+        ("status=bogus", "status"),
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+    ):
         status, body = http_json(f"{system.status}/jobs?{query}")
         assert status == 400, query
         assert name in body["detail"]
@@ -110,9 +124,22 @@ def test_status_api_refuses_bad_queries_and_unknown_jobs(system: System) -> None
 def test_webhook_send_delivers_a_signed_push_and_the_job_finishes(system: System) -> None:
     env = {**system.env, "GITHUB_WEBHOOK_SECRET": SECRET}
     done = subprocess.run(
-        [sys.executable, "-m", "hookline.cli", "webhook", "send", "--event", "push",
-         "--url", f"{system.ingress}/webhook"],
-        env=env, capture_output=True, text=True, timeout=30, check=False,
+        [
+            sys.executable,
+            "-m",
+            "hookline.cli",
+            "webhook",
+            "send",
+            "--event",
+            "push",
+            "--url",
+            f"{system.ingress}/webhook",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("HTTP 202")
@@ -122,8 +149,11 @@ def test_webhook_send_delivers_a_signed_push_and_the_job_finishes(system: System
 
 
 def test_up_stops_every_service_on_sigterm(tmp_path: Path, redis_url: str, prefix: str) -> None:
-    system = System(tmp_path, {"REDIS_URL": redis_url, "HOOKLINE_PREFIX": prefix,
-                               "GITHUB_WEBHOOK_SECRET": SECRET}, workers=1).start()
+    system = System(
+        tmp_path,
+        {"REDIS_URL": redis_url, "HOOKLINE_PREFIX": prefix, "GITHUB_WEBHOOK_SECRET": SECRET},
+        workers=1,
+    ).start()
     assert system.process is not None
     children = _children(system.process.pid)
     assert len(children) == 4
@@ -133,23 +163,36 @@ def test_up_stops_every_service_on_sigterm(tmp_path: Path, redis_url: str, prefi
 
 
 def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
-                         text=True, check=False).stdout
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False
+    ).stdout
     return [int(p) for p in out.split()]
 
 
-def test_up_with_a_taken_port_exits_2_with_one_clear_line(tmp_path: Path, redis_url: str,
-                                                          prefix: str) -> None:
+def test_up_with_a_taken_port_exits_2_with_one_clear_line(
+    tmp_path: Path, redis_url: str, prefix: str
+) -> None:
     import socket
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {**os.environ, "REDIS_URL": redis_url, "HOOKLINE_PREFIX": prefix,
-               "HOOKLINE_INGRESS_PORT": str(port)}
-        done = subprocess.run([sys.executable, "-m", "hookline.cli", "up"], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=30, check=False)
+        env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "HOOKLINE_PREFIX": prefix,
+            "HOOKLINE_INGRESS_PORT": str(port),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "hookline.cli", "up"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -157,8 +200,9 @@ def test_up_with_a_taken_port_exits_2_with_one_clear_line(tmp_path: Path, redis_
     assert "in use" in lines[0]
 
 
-def test_up_generates_a_secret_when_none_is_configured(tmp_path: Path, redis_url: str,
-                                                       prefix: str) -> None:
+def test_up_generates_a_secret_when_none_is_configured(
+    tmp_path: Path, redis_url: str, prefix: str
+) -> None:
     env = {"REDIS_URL": redis_url, "HOOKLINE_PREFIX": prefix, "GITHUB_WEBHOOK_SECRET": ""}
     system = System(tmp_path, env, workers=1).start()
     try:
@@ -167,9 +211,20 @@ def test_up_generates_a_secret_when_none_is_configured(tmp_path: Path, redis_url
         assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
         assert ".hookline/secret" in system.logs()
         done = subprocess.run(
-            [sys.executable, "-m", "hookline.cli", "webhook", "send",
-             "--url", f"{system.ingress}/webhook"],
-            cwd=tmp_path, env={**system.env}, capture_output=True, text=True, timeout=30,
+            [
+                sys.executable,
+                "-m",
+                "hookline.cli",
+                "webhook",
+                "send",
+                "--url",
+                f"{system.ingress}/webhook",
+            ],
+            cwd=tmp_path,
+            env={**system.env},
+            capture_output=True,
+            text=True,
+            timeout=30,
             check=False,
         )
         assert done.stdout.startswith("HTTP 202"), done.stdout + done.stderr
@@ -179,9 +234,15 @@ def test_up_generates_a_secret_when_none_is_configured(tmp_path: Path, redis_url
 
 def test_a_service_without_a_secret_refuses_to_start(tmp_path: Path, redis_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "GITHUB_WEBHOOK_SECRET"}
-    done = subprocess.run([sys.executable, "-m", "hookline.cli", "ingress"], cwd=tmp_path,
-                          env={**env, "REDIS_URL": redis_url}, capture_output=True, text=True,
-                          timeout=30, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "hookline.cli", "ingress"],
+        cwd=tmp_path,
+        env={**env, "REDIS_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert "GITHUB_WEBHOOK_SECRET" in done.stderr

@@ -9,24 +9,28 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from support.http import serve
-from support.payloads import payload, signed_headers
-
 from hookline.events import WebhookReceived, decode
 from hookline.ids import job_id_for_delivery
 from hookline.keys import EVENT_FIELD, Keys
 from hookline_ingress.app import create_app
 from hookline_ingress.settings import load
+from support.http import serve
+from support.payloads import payload, signed_headers
 
 SECRET = "test-secret"
 
 
 @pytest.fixture
 async def client(redis_url: str, prefix: str) -> AsyncIterator[TestClient[Any, Any]]:
-    settings = load({"REDIS_URL": redis_url, "HOOKLINE_PREFIX": prefix,
-                     "GITHUB_WEBHOOK_SECRET": SECRET,
-                     "HOOKLINE_STATUS_URL": "http://status.example:5002",
-                     "HOOKLINE_INGRESS_MAX_BODY": str(64 * 1024)})
+    settings = load(
+        {
+            "REDIS_URL": redis_url,
+            "HOOKLINE_PREFIX": prefix,
+            "GITHUB_WEBHOOK_SECRET": SECRET,
+            "HOOKLINE_STATUS_URL": "http://status.example:5002",
+            "HOOKLINE_INGRESS_MAX_BODY": str(64 * 1024),
+        }
+    )
     async with serve(create_app(settings)) as client:
         yield client
 
@@ -35,8 +39,9 @@ async def stream_length(redis: Any, keys: Keys) -> int:
     return int(await redis.xlen(keys.webhook_received))
 
 
-async def test_signed_push_is_accepted_and_appended(client: TestClient[Any, Any], redis: Any,
-                                                    keys: Keys) -> None:
+async def test_signed_push_is_accepted_and_appended(
+    client: TestClient[Any, Any], redis: Any, keys: Keys
+) -> None:
     body = payload("push", "with-new-branch.payload.json")
     headers = signed_headers(SECRET, body, "push", delivery="delivery-1")
     reply = await client.post("/webhook", data=body, headers=headers)
@@ -76,7 +81,8 @@ async def test_concurrent_deliveries_of_one_id_make_one_entry(
     body = payload("pull_request", "opened.payload.json")
     headers = signed_headers(SECRET, body, "pull_request", delivery="race")
     replies = await asyncio.gather(
-        *(client.post("/webhook", data=body, headers=headers) for _ in range(20)))
+        *(client.post("/webhook", data=body, headers=headers) for _ in range(20))
+    )
     assert {r.status for r in replies} == {202}
     assert len({(await r.json())["job_id"] for r in replies}) == 1
     assert await stream_length(redis, keys) == 1
@@ -88,21 +94,43 @@ BODY = payload("push", "with-new-branch.payload.json")
 @pytest.mark.parametrize(
     ("headers", "body", "status", "error"),
     [
-        ({"X-GitHub-Delivery": "x", "X-Hub-Signature-256": "sha256=00"}, BODY, 400,
-         "missing_header"),
-        ({"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=00"}, BODY, 400,
-         "missing_header"),
+        (
+            {"X-GitHub-Delivery": "x", "X-Hub-Signature-256": "sha256=00"},
+            BODY,
+            400,
+            "missing_header",
+        ),
+        (
+            {"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=00"},
+            BODY,
+            400,
+            "missing_header",
+        ),
         ({"X-GitHub-Event": "push", "X-GitHub-Delivery": "x"}, BODY, 401, "invalid_signature"),
-        ({"X-GitHub-Event": "push", "X-GitHub-Delivery": "x",
-          "X-Hub-Signature-256": "sha256=" + "0" * 64}, BODY, 401, "invalid_signature"),
+        (
+            {
+                "X-GitHub-Event": "push",
+                "X-GitHub-Delivery": "x",
+                "X-Hub-Signature-256": "sha256=" + "0" * 64,
+            },
+            BODY,
+            401,
+            "invalid_signature",
+        ),
     ],
 )
 async def test_bad_headers_get_a_json_error_and_queue_nothing(
-    client: TestClient[Any, Any], redis: Any, keys: Keys, headers: dict[str, str],
-    body: bytes, status: int, error: str,
+    client: TestClient[Any, Any],
+    redis: Any,
+    keys: Keys,
+    headers: dict[str, str],
+    body: bytes,
+    status: int,
+    error: str,
 ) -> None:
-    reply = await client.post("/webhook", data=body,
-                              headers={"Content-Type": "application/json", **headers})
+    reply = await client.post(
+        "/webhook", data=body, headers={"Content-Type": "application/json", **headers}
+    )
     assert reply.status == status
     answer = await reply.json()
     assert answer["error"] == error
@@ -112,14 +140,17 @@ async def test_bad_headers_get_a_json_error_and_queue_nothing(
 
 @pytest.mark.parametrize(
     ("body", "status", "error"),
-    [(b"not json at all", 400, "invalid_json"), (b"[1, 2, 3]", 422, "invalid_payload"),
-     (b'"a string"', 422, "invalid_payload"), (b"", 400, "invalid_json")],
+    [
+        (b"not json at all", 400, "invalid_json"),
+        (b"[1, 2, 3]", 422, "invalid_payload"),
+        (b'"a string"', 422, "invalid_payload"),
+        (b"", 400, "invalid_json"),
+    ],
 )
 async def test_a_signed_body_that_is_not_a_json_object_is_refused(
     client: TestClient[Any, Any], redis: Any, keys: Keys, body: bytes, status: int, error: str
 ) -> None:
-    reply = await client.post("/webhook", data=body,
-                              headers=signed_headers(SECRET, body, "push"))
+    reply = await client.post("/webhook", data=body, headers=signed_headers(SECRET, body, "push"))
     assert reply.status == status
     assert (await reply.json())["error"] == error
     assert await stream_length(redis, keys) == 0

@@ -53,12 +53,22 @@ def healthy(port: int) -> bool:
 class ServiceProcess:
     """One service started with ``python -m hookline_<service>``."""
 
-    def __init__(self, service: str, env: dict[str, str], log_dir: Path,
-                 args: list[str] | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        service: str,
+        env: dict[str, str],
+        log_dir: Path,
+        args: list[str] | None = None,
+        port: int | None = None,
+    ) -> None:
         self.service = service
         self.port = port or free_port()
-        self.env = {**os.environ, **env, PORT_VARS[service]: str(self.port),
-                    "HOOKLINE_LOG_FORMAT": "json"}
+        self.env = {
+            **os.environ,
+            **env,
+            PORT_VARS[service]: str(self.port),
+            "HOOKLINE_LOG_FORMAT": "json",
+        }
         self.args = args or []
         self.log_path = log_dir / f"{service}-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -72,7 +82,10 @@ class ServiceProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", MODULES[self.service], *self.args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         if wait:

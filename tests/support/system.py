@@ -22,7 +22,8 @@ class System:
         self.dispatcher_port = free_port()
         self.worker_port = free_port()
         self.env = {
-            **os.environ, **env,
+            **os.environ,
+            **env,
             "HOOKLINE_INGRESS_PORT": str(self.ingress_port),
             "HOOKLINE_STATUS_PORT": str(self.status_port),
             "HOOKLINE_DISPATCHER_PORT": str(self.dispatcher_port),
@@ -45,7 +46,10 @@ class System:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "hookline.cli", "up", "--workers", str(self.workers)],
-                cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
         wait_until(self._ready, timeout, what="hookline up to print its ready line")

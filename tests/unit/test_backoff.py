@@ -1,5 +1,4 @@
 import pytest
-
 from hookline.backoff import full_jitter, reconnect_delay
 
 

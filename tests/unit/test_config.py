@@ -1,5 +1,4 @@
 import pytest
-
 from hookline.config import BaseSettings, load_settings
 from hookline.errors import ConfigError
 from hookline_ingress.settings import IngressSettings
@@ -14,10 +13,13 @@ def test_defaults_apply_when_the_environment_is_empty() -> None:
 
 
 def test_strings_become_ints_durations_and_lists() -> None:
-    settings = load_ingress({
-        "GITHUB_WEBHOOK_SECRET": "new, old", "HOOKLINE_INGRESS_PORT": "8080",
-        "HOOKLINE_INGRESS_DEDUPE_TTL": "3d",
-    })
+    settings = load_ingress(
+        {
+            "GITHUB_WEBHOOK_SECRET": "new, old",
+            "HOOKLINE_INGRESS_PORT": "8080",
+            "HOOKLINE_INGRESS_DEDUPE_TTL": "3d",
+        }
+    )
     assert isinstance(settings, IngressSettings)
     assert settings.secrets == ["new", "old"]
     assert settings.port == 8080
@@ -25,8 +27,9 @@ def test_strings_become_ints_durations_and_lists() -> None:
 
 
 def test_flags_override_the_environment() -> None:
-    settings = load_worker({"HOOKLINE_WORKER_CONCURRENCY": "2"}, concurrency=8,
-                           queues=["high", "low"])
+    settings = load_worker(
+        {"HOOKLINE_WORKER_CONCURRENCY": "2"}, concurrency=8, queues=["high", "low"]
+    )
     assert settings.concurrency == 8
     assert settings.queues == ["high", "low"]
 

@@ -3,7 +3,6 @@ from pathlib import Path
 
 import msgspec
 import pytest
-
 from hookline import events
 from hookline.events import JobFinished, JobQueued, JobSpec, WebhookReceived, decode, encode
 
@@ -26,8 +25,7 @@ def test_every_golden_sample_still_decodes(path: Path) -> None:
 
 def test_events_round_trip_with_a_raw_payload_kept_byte_for_byte() -> None:
     body = b'{"ref": "refs/heads/main",  "weird spacing": [1, 2]}'
-    event = WebhookReceived(delivery_id="d", job_id="j", event="push",
-                            payload=msgspec.Raw(body))
+    event = WebhookReceived(delivery_id="d", job_id="j", event="push", payload=msgspec.Raw(body))
     back = decode(encode(event))
     assert isinstance(back, WebhookReceived)
     assert bytes(back.payload) == body
@@ -50,9 +48,15 @@ def test_unknown_fields_are_ignored_so_adding_a_field_is_backward_compatible() -
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"not json", b"[]", b'{"type":"job.nope"}', b'{"type":"job.started"}',
-     b'{"type":"job.finished","job_id":"j","delivery_id":"d","attempt":1,"outcome":"meh"}',
-     b"\xff\xfe"],
+    [
+        b"",
+        b"not json",
+        b"[]",
+        b'{"type":"job.nope"}',
+        b'{"type":"job.started"}',
+        b'{"type":"job.finished","job_id":"j","delivery_id":"d","attempt":1,"outcome":"meh"}',
+        b"\xff\xfe",
+    ],
 )
 def test_bad_entries_raise_a_decode_error(data: bytes) -> None:
     with pytest.raises(msgspec.DecodeError):
@@ -60,6 +64,7 @@ def test_bad_entries_raise_a_decode_error(data: bytes) -> None:
 
 
 def test_outcome_is_one_of_the_known_values() -> None:
-    finished = JobFinished(job_id="j", delivery_id="d", attempt=1, outcome="skipped",
-                           reason="no route")
+    finished = JobFinished(
+        job_id="j", delivery_id="d", attempt=1, outcome="skipped", reason="no route"
+    )
     assert decode(encode(finished)) == finished

@@ -1,8 +1,7 @@
 import json
 
-from support.payloads import payload
-
 from hookline.github import extract_meta
+from support.payloads import payload
 
 
 def meta_of(event: str, name: str) -> dict[str, object]:
@@ -30,7 +29,8 @@ def test_pull_request_opened() -> None:
     meta = meta_of("pull_request", "opened.payload.json")
     assert meta["action"] == "opened"
     assert isinstance(meta["pr_number"], int)
-    assert meta["branch"] and meta["sha"]
+    assert meta["branch"]
+    assert meta["sha"]
 
 
 def test_release_has_its_tag() -> None:

@@ -1,13 +1,24 @@
 import pytest
-
 from hookline.keys import Keys
 
 
 def test_every_key_shares_one_cluster_hash_tag() -> None:
     keys = Keys("acme")
-    names = [keys.webhook_received, keys.job_queued("q"), keys.job_started, keys.job_finished,
-             keys.dead_letter, keys.delivery("d"), keys.job("j"), keys.jobs_index("all"),
-             keys.delayed, keys.commands, keys.workers, keys.worker("w"), keys.queues]
+    names = [
+        keys.webhook_received,
+        keys.job_queued("q"),
+        keys.job_started,
+        keys.job_finished,
+        keys.dead_letter,
+        keys.delivery("d"),
+        keys.job("j"),
+        keys.jobs_index("all"),
+        keys.delayed,
+        keys.commands,
+        keys.workers,
+        keys.worker("w"),
+        keys.queues,
+    ]
     assert all(name.startswith("{acme}:") for name in names)
 
 

@@ -2,7 +2,6 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from hookline.events import (
     AnyEvent,
     JobDeferred,
@@ -24,19 +23,41 @@ def at(seconds: float) -> datetime:
 
 
 RECEIVED = WebhookReceived(**IDS, event="push", repository="o/r", occurred_at=at(0))
-QUEUED_1 = JobQueued(**IDS, attempt=1, spec=JobSpec(pipeline="demo"), occurred_at=at(1),
-                     created_at=at(0))
-STARTED_1 = JobStarted(**IDS, attempt=1, queue="pipeline_tasks", pipeline="demo", worker="w1",
-                       occurred_at=at(2))
-FAILED_1 = JobFinished(**IDS, attempt=1, outcome="failed", worker="w1",
-                       error=JobError(type="Boom", message="no"), occurred_at=at(3))
-DEFERRED_2 = JobDeferred(**IDS, attempt=2, queue="pipeline_tasks", pipeline="demo",
-                         not_before=at(10), occurred_at=at(3.5))
+QUEUED_1 = JobQueued(
+    **IDS, attempt=1, spec=JobSpec(pipeline="demo"), occurred_at=at(1), created_at=at(0)
+)
+STARTED_1 = JobStarted(
+    **IDS, attempt=1, queue="pipeline_tasks", pipeline="demo", worker="w1", occurred_at=at(2)
+)
+FAILED_1 = JobFinished(
+    **IDS,
+    attempt=1,
+    outcome="failed",
+    worker="w1",
+    error=JobError(type="Boom", message="no"),
+    occurred_at=at(3),
+)
+DEFERRED_2 = JobDeferred(
+    **IDS,
+    attempt=2,
+    queue="pipeline_tasks",
+    pipeline="demo",
+    not_before=at(10),
+    occurred_at=at(3.5),
+)
 QUEUED_2 = JobQueued(**IDS, attempt=2, spec=JobSpec(pipeline="demo"), occurred_at=at(10))
-STARTED_2 = JobStarted(**IDS, attempt=2, queue="pipeline_tasks", pipeline="demo", worker="w2",
-                       occurred_at=at(11))
-FINISHED_2 = JobFinished(**IDS, attempt=2, outcome="finished", worker="w2",
-                         result={"ok": True}, started_at=at(11), occurred_at=at(12))
+STARTED_2 = JobStarted(
+    **IDS, attempt=2, queue="pipeline_tasks", pipeline="demo", worker="w2", occurred_at=at(11)
+)
+FINISHED_2 = JobFinished(
+    **IDS,
+    attempt=2,
+    outcome="finished",
+    worker="w2",
+    result={"ok": True},
+    started_at=at(11),
+    occurred_at=at(12),
+)
 SKIPPED = JobFinished(**IDS, attempt=0, outcome="skipped", reason="no route", occurred_at=at(1))
 
 
@@ -53,8 +74,10 @@ def status_after(events: list[AnyEvent]) -> str:
         ([RECEIVED, QUEUED_1, STARTED_1, FAILED_1], "failed"),
         ([RECEIVED, QUEUED_1, STARTED_1, FAILED_1, DEFERRED_2], "deferred"),
         ([RECEIVED, QUEUED_1, STARTED_1, FAILED_1, DEFERRED_2, QUEUED_2, STARTED_2], "started"),
-        ([RECEIVED, QUEUED_1, STARTED_1, FAILED_1, DEFERRED_2, QUEUED_2, STARTED_2, FINISHED_2],
-         "finished"),
+        (
+            [RECEIVED, QUEUED_1, STARTED_1, FAILED_1, DEFERRED_2, QUEUED_2, STARTED_2, FINISHED_2],
+            "finished",
+        ),
         ([RECEIVED, SKIPPED], "skipped"),
         # stale and duplicate events change nothing
         ([RECEIVED, QUEUED_1, STARTED_1, FAILED_1, STARTED_1], "failed"),
@@ -62,8 +85,7 @@ def status_after(events: list[AnyEvent]) -> str:
         ([SKIPPED, RECEIVED], "skipped"),
     ],
 )
-def test_status_follows_the_highest_attempt_and_phase(events: list[AnyEvent], status: str
-                                                      ) -> None:
+def test_status_follows_the_highest_attempt_and_phase(events: list[AnyEvent], status: str) -> None:
     assert status_after(events) == status
 
 
@@ -90,8 +112,16 @@ def test_any_arrival_order_ends_in_the_same_final_state(seed: int) -> None:
 
 def test_a_finished_view_renders_in_the_api_shape() -> None:
     body = render(fold(HISTORY)["j1"])
-    assert set(body) >= {"job_id", "status", "created_at", "started_at", "ended_at", "result",
-                         "error", "meta"}
+    assert set(body) >= {
+        "job_id",
+        "status",
+        "created_at",
+        "started_at",
+        "ended_at",
+        "result",
+        "error",
+        "meta",
+    }
     assert body["status"] == "finished"
     assert body["started_at"] == at(11).isoformat()
     assert body["ended_at"] == at(12).isoformat()
@@ -106,8 +136,9 @@ def test_a_new_attempt_clears_the_previous_attempts_end() -> None:
 
 
 def test_events_of_other_jobs_do_not_interfere() -> None:
-    other = JobStarted(job_id="j2", delivery_id="d2", attempt=1, queue="q", pipeline="p",
-                       worker="w")
+    other = JobStarted(
+        job_id="j2", delivery_id="d2", attempt=1, queue="q", pipeline="p", worker="w"
+    )
     views = fold([*HISTORY, other])
     assert views["j1"]["status"] == "finished"
     assert views["j2"]["status"] == "started"

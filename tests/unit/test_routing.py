@@ -1,11 +1,10 @@
 import json
 
 import pytest
-from support.payloads import payload
-
 from hookline.github import extract_meta
 from hookline_dispatcher.config import DEFAULT_CONFIG
 from hookline_dispatcher.routing import Routed, Skipped, fill_template, route
+from support.payloads import payload
 
 
 def decide(event: str, name: str) -> Routed | Skipped:
@@ -39,6 +38,7 @@ def test_default_route_runs_the_demo_on_pushes_and_pull_requests(
 
 def test_templates_fill_each_argument_without_a_shell() -> None:
     meta = {"clone_url": "https://x/y.git", "sha": "abc; rm -rf /", "pr_number": None}
-    argv = fill_template(["git", "clone", "{clone_url}", "--sha={sha}", "{pr_number}",
-                          "{{literal}}"], meta)
+    argv = fill_template(
+        ["git", "clone", "{clone_url}", "--sha={sha}", "{pr_number}", "{{literal}}"], meta
+    )
     assert argv == ["git", "clone", "https://x/y.git", "--sha=abc; rm -rf /", "", "{literal}"]

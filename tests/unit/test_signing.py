@@ -25,7 +25,7 @@ def test_a_changed_body_is_refused() -> None:
 
 
 def test_missing_or_legacy_headers_are_refused() -> None:
-    legacy = "sha1=" + signing.sign("s3cret", BODY)[len("sha256="):]
+    legacy = "sha1=" + signing.sign("s3cret", BODY)[len("sha256=") :]
     for header in (None, "", legacy, "sha256=", "sha256=zz"):
         assert not signing.verify(["s3cret"], BODY, header)
 

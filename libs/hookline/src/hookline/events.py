@@ -131,7 +131,42 @@ class JobDeferred(Event, frozen=True, kw_only=True, tag="job.deferred"):
     reason: str | None = None
 
 
-AnyEvent = WebhookReceived | JobQueued | JobStarted | JobFinished | JobDeferred
+class JobRequeueRequested(Event, frozen=True, kw_only=True, tag="job.requeue_requested"):
+    """An operator asks for a new attempt of one job (``job_id``), or of every failed job
+    (``all_failed``, optionally only on ``queue``)."""
+
+    job_id: str | None = None
+    all_failed: bool = False
+    queue: str | None = None
+    requested_by: str | None = None
+
+
+class JobCancelRequested(Event, frozen=True, kw_only=True, tag="job.cancel_requested"):
+    """An operator asks to cancel a queued, deferred or running job."""
+
+    job_id: str
+    requested_by: str | None = None
+
+
+class FailedPurgeRequested(Event, frozen=True, kw_only=True, tag="failed.purge_requested"):
+    """An operator asks to forget every failed job (optionally only on ``queue``)."""
+
+    queue: str | None = None
+    requested_by: str | None = None
+
+
+Command = JobRequeueRequested | JobCancelRequested | FailedPurgeRequested
+
+AnyEvent = (
+    WebhookReceived
+    | JobQueued
+    | JobStarted
+    | JobFinished
+    | JobDeferred
+    | JobRequeueRequested
+    | JobCancelRequested
+    | FailedPurgeRequested
+)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)
@@ -159,3 +194,23 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 
 def encode_dead_letter(letter: DeadLetter) -> bytes:
     return _encoder.encode(letter)
+
+
+class CommandAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """What the dispatcher did with a command (``command_id`` is the command's event id)."""
+
+    command_id: str
+    ok: bool
+    message: str
+    job_ids: list[str] = msgspec.field(default_factory=list)
+
+
+_answer_decoder = msgspec.json.Decoder(CommandAnswer)
+
+
+def encode_answer(answer: CommandAnswer) -> bytes:
+    return _encoder.encode(answer)
+
+
+def decode_answer(data: bytes) -> CommandAnswer:
+    return _answer_decoder.decode(data)

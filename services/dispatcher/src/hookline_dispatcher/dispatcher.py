@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, assert_never
 
 import msgspec
 from hookline.consumer import Entry, Op
 from hookline.events import (
     AnyEvent,
     Event,
+    FailedPurgeRequested,
+    JobCancelRequested,
     JobDeferred,
     JobFinished,
     JobQueued,
+    JobRequeueRequested,
     JobStarted,
     WebhookReceived,
     encode,
@@ -65,8 +68,18 @@ class Dispatcher:
         match event:
             case WebhookReceived():
                 return self.on_webhook(event)
-            case JobQueued() | JobStarted() | JobFinished() | JobDeferred():
+            case (
+                JobQueued()
+                | JobStarted()
+                | JobFinished()
+                | JobDeferred()
+                | JobRequeueRequested()
+                | JobCancelRequested()
+                | FailedPurgeRequested()
+            ):
                 return []
+            case _:
+                assert_never(event)
 
     def on_webhook(self, received: WebhookReceived) -> list[Op]:
         payload = _payload_decoder.decode(received.payload)

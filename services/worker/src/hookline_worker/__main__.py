@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hookline.cli import add_worker_arguments
+from hookline.cli.services import add_worker_arguments
 from hookline.service import run_service
 
 from hookline_worker.app import build
