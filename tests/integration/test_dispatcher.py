@@ -1,0 +1,339 @@
+"""The dispatcher against a real Redis: routing into queues, retries with backoff, the
+due-job mover, delayed jobs, dead letters and supersede. Driven step by step (read a
+batch, process it) with a clock the test moves, so nothing waits on real time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+from hookline.consumer import parse_entries
+from hookline.events import (
+    AnyEvent,
+    DeadLetter,
+    Event,
+    JobDeferred,
+    JobError,
+    JobFinished,
+    JobQueued,
+    JobStarted,
+    WebhookReceived,
+    decode,
+    encode,
+)
+from hookline.ids import job_id_for_delivery
+from hookline.keys import EVENT_FIELD, GROUP_DISPATCHER, Keys
+from hookline.metrics import CollectorRegistry, ConsumerMetrics
+from hookline_dispatcher.config import RoutingConfig
+from hookline_dispatcher.configfile import parse_config
+from hookline_dispatcher.dispatcher import Dispatcher, DispatcherConsumer, DispatcherMetrics
+from support.payloads import payload
+
+TOML = """
+[pipelines.build]
+handler = "pipelines:build"
+queue = "builds"
+retries = 2
+backoff = { kind = "exponential", base = "10s", cap = "1m" }
+no_retry_on = ["Timeout"]
+
+[pipelines.fixed]
+handler = "pipelines:build"
+retries = 1
+backoff = { kind = "fixed", base = "30s" }
+
+[pipelines.later]
+handler = "pipelines:build"
+delay = "5m"
+
+[[routes]]
+events = ["push"]
+repositories = ["Codertocat/*"]
+branches = ["simple-tag"]
+pipeline = "later"
+
+[[routes]]
+events = ["push"]
+pipeline = "build"
+supersede = true
+
+[[routes]]
+events = ["pull_request"]
+pipeline = "fixed"
+"""
+CONFIG = parse_config(TOML)
+NO_SUPERSEDE = parse_config(TOML.replace("supersede = true", ""))
+
+
+@dataclass
+class Clock:
+    now: float = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Harness:
+    redis: aioredis.Redis
+    keys: Keys
+    clock: Clock
+    dispatcher: Dispatcher
+    consumer: DispatcherConsumer
+    registry: CollectorRegistry
+    delivered: list[str] = field(default_factory=list)
+
+    async def pump(self) -> None:
+        """Handle everything in the dispatcher's streams, as the loop would."""
+        streams = await self.consumer.streams()
+        while True:
+            reply = await self.redis.xreadgroup(
+                GROUP_DISPATCHER, "test", dict.fromkeys(streams, ">"), count=50
+            )
+            entries = parse_entries(reply)
+            if not entries:
+                return
+            await self.consumer.process(entries)
+
+    async def append(self, stream: str, event: Event) -> None:
+        await self.redis.xadd(stream, {EVENT_FIELD: encode(event)})
+
+    async def webhook(
+        self, event: str, name: str, delivery: str, at: datetime | None = None
+    ) -> str:
+        body = payload(event, name)
+        job_id = job_id_for_delivery(delivery)
+        data = json.loads(body)
+        received = WebhookReceived(
+            delivery_id=delivery,
+            job_id=job_id,
+            event=event,
+            action=data.get("action"),
+            payload=msgspec.Raw(body),
+            occurred_at=at or datetime.fromtimestamp(self.clock.now, UTC),
+        )
+        await self.append(self.keys.webhook_received, received)
+        return job_id
+
+    async def events(self, stream: str) -> list[AnyEvent]:
+        return [decode(fields[EVENT_FIELD]) for _, fields in await self.redis.xrange(stream)]
+
+    async def queued(self, queue: str = "builds") -> list[JobQueued]:
+        return [
+            e for e in await self.events(self.keys.job_queued(queue)) if isinstance(e, JobQueued)
+        ]
+
+    async def finish(self, job: JobQueued, outcome: str = "failed", error: str = "Boom") -> None:
+        await self.append(
+            self.keys.job_started,
+            JobStarted(
+                job_id=job.job_id,
+                delivery_id=job.delivery_id,
+                attempt=job.attempt,
+                queue=job.spec.queue,
+                pipeline=job.spec.pipeline,
+                worker="w1",
+            ),
+        )
+        await self.append(
+            self.keys.job_finished,
+            JobFinished(
+                job_id=job.job_id,
+                delivery_id=job.delivery_id,
+                attempt=job.attempt,
+                outcome=outcome,  # type: ignore[arg-type]
+                queue=job.spec.queue,
+                pipeline=job.spec.pipeline,
+                worker="w1",
+                error=JobError(type=error, message="it broke") if outcome == "failed" else None,
+            ),
+        )
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
+def make_harness(redis: aioredis.Redis, keys: Keys, config: RoutingConfig = CONFIG) -> Harness:
+    clock = Clock()
+    registry = CollectorRegistry()
+    dispatcher = Dispatcher(
+        redis, keys, config, DispatcherMetrics(registry), 86400, clock=clock, rand=lambda: 0.5
+    )
+    consumer = DispatcherConsumer(
+        redis,
+        keys=keys,
+        group=GROUP_DISPATCHER,
+        name="test",
+        streams=dispatcher.streams,
+        handler=dispatcher.handle,
+        metrics=ConsumerMetrics(registry),
+    )
+    consumer.webhook_stream = keys.webhook_received
+    consumer.dispatcher = dispatcher
+    return Harness(redis, keys, clock, dispatcher, consumer, registry)
+
+
+@pytest.fixture
+async def h(redis: aioredis.Redis, keys: Keys) -> AsyncIterator[Harness]:
+    yield make_harness(redis, keys)
+
+
+async def test_a_push_is_queued_once_however_often_its_entry_is_delivered(h: Harness) -> None:
+    job_id = await h.webhook("push", "with-new-branch.payload.json", "d-1")
+    await h.webhook("push", "with-new-branch.payload.json", "d-1")  # a replayed entry
+    await h.pump()
+    await h.webhook("push", "with-new-branch.payload.json", "d-1")  # after the first batch
+    await h.pump()
+    queued = await h.queued()
+    assert [(q.job_id, q.attempt) for q in queued] == [(job_id, 1)]
+    assert queued[0].spec.pipeline == "build"
+    assert queued[0].meta["branch"] == "master"
+    assert h.metric("hookline_jobs_dispatched_total", pipeline="build", queue="builds") == 1
+    assert await h.redis.sismember(h.keys.queues, "builds")
+
+
+async def test_an_unrouted_delivery_ends_skipped_with_its_reason(h: Harness) -> None:
+    job_id = await h.webhook("star", "created.payload.json", "d-star")
+    await h.pump()
+    [skipped] = await h.events(h.keys.job_finished)
+    assert isinstance(skipped, JobFinished)
+    assert (skipped.job_id, skipped.outcome) == (job_id, "skipped")
+    assert "no route matches star.created" in (skipped.reason or "")
+    assert h.metric("hookline_webhooks_skipped_total", reason="no_route") == 1
+
+
+async def test_a_failed_attempt_is_retried_after_its_backoff(h: Harness) -> None:
+    await h.webhook("push", "with-new-branch.payload.json", "d-2")
+    await h.pump()
+    [first] = await h.queued()
+    await h.finish(first)
+    await h.pump()
+
+    [deferred] = await h.events(h.keys.job_deferred)
+    assert isinstance(deferred, JobDeferred)
+    assert deferred.attempt == 2
+    # exponential full jitter, retry 1: uniform in [0, 10s]; the test's rand gives 0.5
+    assert deferred.not_before.timestamp() == pytest.approx(h.clock.now + 5.0)
+    assert "retry 1 of 2 after Boom" in (deferred.reason or "")
+    assert await h.redis.zcard(h.keys.delayed) == 1
+    assert h.metric("hookline_retries_scheduled_total", pipeline="build") == 1
+
+    assert await h.dispatcher.move_due() == 0  # not due yet
+    h.clock.now += 5.0
+    assert await h.dispatcher.move_due() == 1
+    assert await h.dispatcher.move_due() == 0
+    second = (await h.queued())[-1]
+    assert (second.job_id, second.attempt) == (first.job_id, 2)
+    assert [(r.attempt, r.outcome, r.error.type if r.error else None) for r in second.history] == [
+        (1, "failed", "Boom")
+    ]
+    assert await h.redis.zcard(h.keys.delayed) == 0
+    assert await h.redis.hlen(h.keys.delayed_events) == 0
+
+
+async def test_a_job_out_of_retries_goes_to_the_dead_letter_stream_with_its_history(
+    h: Harness,
+) -> None:
+    await h.webhook("push", "with-new-branch.payload.json", "d-3")
+    await h.pump()
+    for attempt in (1, 2, 3):
+        job = (await h.queued())[-1]
+        assert job.attempt == attempt
+        await h.finish(job, error=f"Boom{attempt}")
+        await h.pump()
+        h.clock.now += 60
+        await h.dispatcher.move_due()
+    assert len(await h.queued()) == 3
+    [entry] = await h.redis.xrange(h.keys.dead_letter)
+    letter = msgspec.json.decode(entry[1][EVENT_FIELD], type=DeadLetter)
+    assert letter.job_id == job.job_id
+    assert letter.group == GROUP_DISPATCHER
+    assert "no retries left" in letter.reason
+    history = json.loads(letter.data)
+    assert [a["error"]["type"] for a in history["attempts"]] == ["Boom1", "Boom2", "Boom3"]
+    assert history["pipeline"] == "build"
+    assert await h.redis.zscore(h.keys.dispatcher_failed, job.job_id) is not None
+    assert h.metric("hookline_dead_letter_total") == 1
+
+
+@pytest.mark.parametrize(("error", "retryable"), [("Timeout", True), ("ValueError", False)])
+async def test_errors_declared_not_retryable_fail_at_once(
+    h: Harness, error: str, retryable: bool
+) -> None:
+    await h.webhook("push", "with-new-branch.payload.json", "d-4")
+    await h.pump()
+    [job] = await h.queued()
+    finished = JobFinished(
+        job_id=job.job_id,
+        delivery_id=job.delivery_id,
+        attempt=1,
+        outcome="failed",
+        error=JobError(type=error, message="no", retryable=retryable),
+    )
+    await h.append(h.keys.job_finished, finished)
+    await h.pump()
+    assert await h.redis.zcard(h.keys.delayed) == 0
+    assert await h.redis.xlen(h.keys.dead_letter) == 1
+
+
+async def test_fixed_backoff_waits_the_same_every_time(h: Harness) -> None:
+    await h.webhook("pull_request", "opened.payload.json", "d-5")
+    await h.pump()
+    [job] = await h.queued("pipeline_tasks")
+    await h.finish(job)
+    await h.pump()
+    [deferred] = await h.events(h.keys.job_deferred)
+    assert isinstance(deferred, JobDeferred)
+    assert deferred.not_before.timestamp() == pytest.approx(h.clock.now + 30)
+
+
+async def test_a_delayed_route_defers_the_first_attempt(h: Harness) -> None:
+    job_id = await h.webhook("push", "payload.json", "d-6")  # branch simple-tag... deleted
+    await h.pump()
+    # payload.json deletes its ref: nothing is built, however the routes read
+    [skipped] = await h.events(h.keys.job_finished)
+    assert isinstance(skipped, JobFinished) and skipped.outcome == "skipped"
+    assert skipped.job_id == job_id
+    assert h.metric("hookline_webhooks_skipped_total", reason="deleted_ref") == 1
+
+
+async def test_stale_and_unknown_worker_events_change_nothing(h: Harness) -> None:
+    await h.webhook("push", "with-new-branch.payload.json", "d-7")
+    await h.pump()
+    [job] = await h.queued()
+    await h.finish(job, outcome="finished")
+    await h.pump()
+    await h.finish(job)  # a duplicate end, failed this time: already finished
+    ghost = msgspec.structs.replace(job, job_id="nobody", attempt=1)
+    await h.finish(ghost)
+    await h.pump()
+    assert await h.redis.zcard(h.keys.delayed) == 0
+    assert await h.redis.xlen(h.keys.dead_letter) == 0
+    pending = await h.redis.xpending(h.keys.job_finished, GROUP_DISPATCHER)
+    assert pending["pending"] == 0
+
+
+async def test_two_movers_at_once_queue_each_due_attempt_once(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    one, two = make_harness(redis, keys, NO_SUPERSEDE), make_harness(redis, keys, NO_SUPERSEDE)
+    for i in range(40):
+        await one.webhook("push", "with-new-branch.payload.json", f"m-{i}")
+    await one.pump()
+    for job in await one.queued():
+        await one.finish(job)
+    await one.pump()
+    assert await redis.zcard(keys.delayed) == 40
+    one.clock.now = two.clock.now = one.clock.now + 60
+    moved = await asyncio.gather(
+        *(h.dispatcher.move_due(limit=3) for h in (one, two) for _ in range(20))
+    )
+    assert sum(moved) == 40
+    attempts = [(q.job_id, q.attempt) for q in await one.queued() if q.attempt == 2]
+    assert len(attempts) == len(set(attempts)) == 40
