@@ -6,182 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import msgspec
 import pytest
 import redis.asyncio as aioredis
-from hookline.consumer import parse_entries
-from hookline.events import (
-    AnyEvent,
-    DeadLetter,
-    Event,
-    JobDeferred,
-    JobError,
-    JobFinished,
-    JobQueued,
-    JobStarted,
-    WebhookReceived,
-    decode,
-    encode,
-)
-from hookline.ids import job_id_for_delivery
+from hookline.events import DeadLetter, JobDeferred, JobError, JobFinished
 from hookline.keys import EVENT_FIELD, GROUP_DISPATCHER, Keys
-from hookline.metrics import CollectorRegistry, ConsumerMetrics
-from hookline_dispatcher.config import RoutingConfig
-from hookline_dispatcher.configfile import parse_config
-from hookline_dispatcher.dispatcher import Dispatcher, DispatcherConsumer, DispatcherMetrics
-from support.payloads import payload
-
-TOML = """
-[pipelines.build]
-handler = "pipelines:build"
-queue = "builds"
-retries = 2
-backoff = { kind = "exponential", base = "10s", cap = "1m" }
-no_retry_on = ["Timeout"]
-
-[pipelines.fixed]
-handler = "pipelines:build"
-retries = 1
-backoff = { kind = "fixed", base = "30s" }
-
-[pipelines.later]
-handler = "pipelines:build"
-delay = "5m"
-
-[[routes]]
-events = ["push"]
-repositories = ["Codertocat/*"]
-branches = ["simple-tag"]
-pipeline = "later"
-
-[[routes]]
-events = ["push"]
-pipeline = "build"
-supersede = true
-
-[[routes]]
-events = ["pull_request"]
-pipeline = "fixed"
-"""
-CONFIG = parse_config(TOML)
-NO_SUPERSEDE = parse_config(TOML.replace("supersede = true", ""))
-
-
-@dataclass
-class Clock:
-    now: float = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Harness:
-    redis: aioredis.Redis
-    keys: Keys
-    clock: Clock
-    dispatcher: Dispatcher
-    consumer: DispatcherConsumer
-    registry: CollectorRegistry
-    delivered: list[str] = field(default_factory=list)
-
-    async def pump(self) -> None:
-        """Handle everything in the dispatcher's streams, as the loop would."""
-        streams = await self.consumer.streams()
-        while True:
-            reply = await self.redis.xreadgroup(
-                GROUP_DISPATCHER, "test", dict.fromkeys(streams, ">"), count=50
-            )
-            entries = parse_entries(reply)
-            if not entries:
-                return
-            await self.consumer.process(entries)
-
-    async def append(self, stream: str, event: Event) -> None:
-        await self.redis.xadd(stream, {EVENT_FIELD: encode(event)})
-
-    async def webhook(
-        self, event: str, name: str, delivery: str, at: datetime | None = None
-    ) -> str:
-        body = payload(event, name)
-        job_id = job_id_for_delivery(delivery)
-        data = json.loads(body)
-        received = WebhookReceived(
-            delivery_id=delivery,
-            job_id=job_id,
-            event=event,
-            action=data.get("action"),
-            payload=msgspec.Raw(body),
-            occurred_at=at or datetime.fromtimestamp(self.clock.now, UTC),
-        )
-        await self.append(self.keys.webhook_received, received)
-        return job_id
-
-    async def events(self, stream: str) -> list[AnyEvent]:
-        return [decode(fields[EVENT_FIELD]) for _, fields in await self.redis.xrange(stream)]
-
-    async def queued(self, queue: str = "builds") -> list[JobQueued]:
-        return [
-            e for e in await self.events(self.keys.job_queued(queue)) if isinstance(e, JobQueued)
-        ]
-
-    async def finish(self, job: JobQueued, outcome: str = "failed", error: str = "Boom") -> None:
-        await self.append(
-            self.keys.job_started,
-            JobStarted(
-                job_id=job.job_id,
-                delivery_id=job.delivery_id,
-                attempt=job.attempt,
-                queue=job.spec.queue,
-                pipeline=job.spec.pipeline,
-                worker="w1",
-            ),
-        )
-        await self.append(
-            self.keys.job_finished,
-            JobFinished(
-                job_id=job.job_id,
-                delivery_id=job.delivery_id,
-                attempt=job.attempt,
-                outcome=outcome,  # type: ignore[arg-type]
-                queue=job.spec.queue,
-                pipeline=job.spec.pipeline,
-                worker="w1",
-                error=JobError(type=error, message="it broke") if outcome == "failed" else None,
-            ),
-        )
-
-    def metric(self, name: str, **labels: str) -> float:
-        return self.registry.get_sample_value(name, labels) or 0.0
-
-
-def make_harness(redis: aioredis.Redis, keys: Keys, config: RoutingConfig = CONFIG) -> Harness:
-    clock = Clock()
-    registry = CollectorRegistry()
-    dispatcher = Dispatcher(
-        redis, keys, config, DispatcherMetrics(registry), 86400, clock=clock, rand=lambda: 0.5
-    )
-    consumer = DispatcherConsumer(
-        redis,
-        keys=keys,
-        group=GROUP_DISPATCHER,
-        name="test",
-        streams=dispatcher.streams,
-        handler=dispatcher.handle,
-        metrics=ConsumerMetrics(registry),
-    )
-    consumer.webhook_stream = keys.webhook_received
-    consumer.dispatcher = dispatcher
-    return Harness(redis, keys, clock, dispatcher, consumer, registry)
+from support.dispatching import NO_SUPERSEDE, Harness, make_harness
 
 
 @pytest.fixture
-async def h(redis: aioredis.Redis, keys: Keys) -> AsyncIterator[Harness]:
-    yield make_harness(redis, keys)
+def h(redis: aioredis.Redis, keys: Keys) -> Harness:
+    return make_harness(redis, keys)
 
 
 async def test_a_push_is_queued_once_however_often_its_entry_is_delivered(h: Harness) -> None:
@@ -293,12 +130,29 @@ async def test_fixed_backoff_waits_the_same_every_time(h: Harness) -> None:
     assert deferred.not_before.timestamp() == pytest.approx(h.clock.now + 30)
 
 
-async def test_a_delayed_route_defers_the_first_attempt(h: Harness) -> None:
-    job_id = await h.webhook("push", "payload.json", "d-6")  # branch simple-tag... deleted
+async def test_a_delayed_route_defers_the_first_attempt_until_due(h: Harness) -> None:
+    job_id = await h.webhook("pull_request", "closed.payload.json", "d-later")
     await h.pump()
-    # payload.json deletes its ref: nothing is built, however the routes read
+    assert await h.queued("pipeline_tasks") == []
+    [deferred] = await h.events(h.keys.job_deferred)
+    assert isinstance(deferred, JobDeferred)
+    assert (deferred.job_id, deferred.attempt) == (job_id, 1)
+    assert deferred.not_before.timestamp() == pytest.approx(h.clock.now + 300)
+    h.clock.now += 299
+    assert await h.dispatcher.move_due() == 0
+    h.clock.now += 1
+    assert await h.dispatcher.move_due() == 1
+    [job] = await h.queued("pipeline_tasks")
+    assert (job.job_id, job.attempt, job.spec.pipeline) == (job_id, 1, "later")
+    assert job.occurred_at.timestamp() == pytest.approx(h.clock.now)
+
+
+async def test_a_branch_deletion_is_skipped_whatever_the_routes(h: Harness) -> None:
+    job_id = await h.webhook("push", "payload.json", "d-6")
+    await h.pump()
     [skipped] = await h.events(h.keys.job_finished)
-    assert isinstance(skipped, JobFinished) and skipped.outcome == "skipped"
+    assert isinstance(skipped, JobFinished)
+    assert skipped.outcome == "skipped"
     assert skipped.job_id == job_id
     assert h.metric("hookline_webhooks_skipped_total", reason="deleted_ref") == 1
 
@@ -337,3 +191,42 @@ async def test_two_movers_at_once_queue_each_due_attempt_once(
     assert sum(moved) == 40
     attempts = [(q.job_id, q.attempt) for q in await one.queued() if q.attempt == 2]
     assert len(attempts) == len(set(attempts)) == 40
+
+
+async def test_a_newer_push_supersedes_the_older_job_of_its_branch(h: Harness) -> None:
+    older = await h.webhook("push", "with-new-branch.payload.json", "s-1")
+    await h.pump()
+    h.clock.now += 1
+    newer = await h.webhook("push", "with-new-branch.payload.json", "s-2")
+    await h.pump()
+    ends = [e for e in await h.events(h.keys.job_finished) if isinstance(e, JobFinished)]
+    assert [(e.job_id, e.outcome) for e in ends] == [(older, "canceled")]
+    assert "superseded" in (ends[0].reason or "")
+    assert newer in (ends[0].reason or "")
+    assert await h.redis.get(h.keys.cancel(older)) == b"1"
+    # a late delivery of an even older push is itself superseded at once
+    stale = await h.webhook(
+        "push", "with-new-branch.payload.json", "s-0", at=datetime.fromtimestamp(1, UTC)
+    )
+    await h.pump()
+    ends = [e for e in await h.events(h.keys.job_finished) if isinstance(e, JobFinished)]
+    assert [(e.job_id, e.outcome) for e in ends] == [(older, "canceled"), (stale, "canceled")]
+    live = {q.job_id for q in await h.queued()} - {older, stale}
+    assert live == {newer}
+
+
+async def test_a_superseded_retry_waiting_in_the_delayed_set_is_canceled(h: Harness) -> None:
+    await h.webhook("push", "with-new-branch.payload.json", "r-1")
+    await h.pump()
+    [first] = await h.queued()
+    await h.finish(first)
+    await h.pump()
+    assert await h.redis.zcard(h.keys.delayed) == 1
+    h.clock.now += 1
+    await h.webhook("push", "with-new-branch.payload.json", "r-2")
+    await h.pump()
+    assert await h.redis.zcard(h.keys.delayed) == 0
+    ends = [e for e in await h.events(h.keys.job_finished) if isinstance(e, JobFinished)]
+    assert (ends[-1].job_id, ends[-1].attempt, ends[-1].outcome) == (first.job_id, 2, "canceled")
+    h.clock.now += 3600
+    assert await h.dispatcher.move_due() == 0
