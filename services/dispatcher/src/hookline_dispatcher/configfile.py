@@ -256,15 +256,21 @@ def key_lines(text: str) -> dict[KeyPath, int]:
             name = _split_key(line[2 : line.find("]]")])
             counts[name] = counts.get(name, -1) + 1
             table = (*name, counts[name])
-            lines.setdefault(table, number)
+            _record(lines, table, number)
         elif line.startswith("["):
             table = _split_key(line[1 : line.find("]")])
-            lines.setdefault(table, number)
+            _record(lines, table, number)
         elif "=" in line:
             key, _, value = line.partition("=")
-            lines.setdefault((*table, *_split_key(key)), number)
+            _record(lines, (*table, *_split_key(key)), number)
             depth = max(0, _bracket_balance(value))
     return lines
+
+
+def _record(lines: dict[KeyPath, int], path: KeyPath, number: int) -> None:
+    """Where ``path`` and each of its parents first appear."""
+    for end in range(1, len(path) + 1):
+        lines.setdefault(path[:end], number)
 
 
 def _split_key(key: str) -> KeyPath:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
+from pathlib import Path
 from typing import ClassVar
 
 from hookline.config import BaseSettings, load_settings
@@ -14,6 +15,8 @@ from msgspec.structs import replace
 
 from hookline_dispatcher.config import DEFAULT_CONFIG, RoutingConfig
 from hookline_dispatcher.configfile import load_config
+
+DEFAULT_FILE = "hookline.toml"
 
 
 def default_name() -> str:
@@ -53,8 +56,17 @@ class DispatcherSettings(BaseSettings, frozen=True, kw_only=True):
         return self.name or default_name()
 
 
+def config_file(configured: str | None) -> str | None:
+    """``HOOKLINE_CONFIG``, else ``./hookline.toml`` if there is one, else None (the
+    built-in default routes)."""
+    if configured:
+        return configured
+    return DEFAULT_FILE if Path(DEFAULT_FILE).is_file() else None
+
+
 def load(env: Mapping[str, str]) -> DispatcherSettings:
-    """Settings from ``env``, with the routes of ``HOOKLINE_CONFIG`` (a bad file raises a
+    """Settings from ``env``, with the routes of :func:`config_file` (a bad file raises a
     ConfigError naming its file, line and key)."""
     settings = load_settings(DispatcherSettings, env)
-    return replace(settings, routing=load_config(settings.config_path))
+    path = config_file(settings.config_path)
+    return replace(settings, config_path=path, routing=load_config(path))
