@@ -48,7 +48,6 @@ def build(
     consumer.dispatcher = dispatcher
     app[REDIS] = redis
     app[CONSUMER] = consumer
-    mover_ok = [False]
 
     app.cleanup_ctx.append(lifespan(redis))
 
@@ -63,11 +62,9 @@ def build(
                     pass
                 metrics.deferred.set(await redis.zcard(keys.delayed))
                 failures = 0
-                mover_ok[0] = True
                 delay = settings.tick
             except UNAVAILABLE as exc:
                 failures += 1
-                mover_ok[0] = False
                 delay = reconnect_delay(failures)
                 log.warning("redis_unavailable", error=str(exc), retry_in=round(delay, 3))
             await sleep_unless(stop, delay)
