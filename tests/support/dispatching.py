@@ -167,6 +167,5 @@ def make_harness(redis: aioredis.Redis, keys: Keys, config: RoutingConfig = CONF
         handler=dispatcher.handle,
         metrics=ConsumerMetrics(registry),
     )
-    consumer.webhook_stream = keys.webhook_received
-    consumer.dispatcher = dispatcher
+    consumer.attach(dispatcher)
     return Harness(redis, keys, clock, dispatcher, consumer, registry)

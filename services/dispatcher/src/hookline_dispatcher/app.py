@@ -44,8 +44,7 @@ def build(
         metrics=ConsumerMetrics(registry),
         claim_idle=settings.claim_idle,
     )
-    consumer.webhook_stream = keys.webhook_received
-    consumer.dispatcher = dispatcher
+    consumer.attach(dispatcher)
     app[REDIS] = redis
     app[CONSUMER] = consumer
 

@@ -46,7 +46,7 @@ from hookline_dispatcher import lifecycle
 from hookline_dispatcher.config import RoutingConfig
 from hookline_dispatcher.lifecycle import JobState, Plan
 from hookline_dispatcher.routing import Routed, route, supersede_slot
-from hookline_dispatcher.scripts import MOVE_DUE, NEW_JOB
+from hookline_dispatcher.scripts import MARK_ENDED, MARK_STARTED, MOVE_DUE, NEW_JOB
 
 _payload_decoder = msgspec.json.Decoder(dict[str, Any])
 
@@ -124,6 +124,8 @@ class Dispatcher:
         self.rand = rand
         self.log = get_logger()
         self._effects: dict[int, Callable[[], None]] = {}
+        # Set by the consumer: commits what its batch holds before a record is read.
+        self.before_read: Callable[[], Awaitable[None]] | None = None
 
     @property
     def streams(self) -> list[str]:
@@ -138,10 +140,12 @@ class Dispatcher:
             case WebhookReceived():
                 return self.on_webhook(event)
             case JobStarted():
-                await self.transact(entry, [event.job_id], self._started(event))
-                return []
+                record = self.keys.dispatcher_job(event.job_id)
+                return [("EVAL", MARK_STARTED, 1, record, event.attempt, event.worker)]
+            case JobFinished() if event.outcome in ("finished", "canceled"):
+                return [self.mark_ended(event)]
             case JobFinished():
-                if event.outcome != "skipped":
+                if event.outcome == "failed":
                     await self.transact(entry, [event.job_id], self._finished(event, entry))
                 return []
             case JobRequeueRequested() | JobCancelRequested() | FailedPurgeRequested():
@@ -324,7 +328,22 @@ class Dispatcher:
             if effect is not None and reply:
                 effect()
 
-    # -- job events: read the record, decide, commit with the ack -----------------------
+    # -- job events ------------------------------------------------------------------------
+
+    def mark_ended(self, finished: JobFinished) -> Op:
+        """A finished or canceled attempt needs no read: Lua records it if current."""
+        record = lifecycle.record_of(finished)
+        ttl = finished.failure_ttl if finished.outcome == "canceled" else finished.result_ttl
+        return (
+            "EVAL",
+            MARK_ENDED,
+            1,
+            self.keys.dispatcher_job(finished.job_id),
+            finished.attempt,
+            finished.outcome,
+            lifecycle.encode_record(record),
+            max(1, int(ttl * 1000)),
+        )
 
     async def transact(
         self,
@@ -336,6 +355,8 @@ class Dispatcher:
         """Run ``decide`` over the watched records and commit its plan with the XACK of
         ``entry``; decide again whenever a watched key changed meanwhile."""
         keys = [self.keys.dispatcher_job(j) for j in job_ids] + list(watch)
+        if self.before_read is not None:
+            await self.before_read()
         for _ in range(MAX_ROUNDS):
             async with self.redis.pipeline(transaction=True) as pipe:
                 if keys:
@@ -366,13 +387,6 @@ class Dispatcher:
     async def load(self, pipe: RedisPipeline, job_id: str) -> JobState | None:
         raw = await pipe.hgetall(self.keys.dispatcher_job(job_id))
         return JobState.load(job_id, raw)
-
-    def _started(self, event: JobStarted) -> Callable[[RedisPipeline], Awaitable[Plan]]:
-        async def decide(pipe: RedisPipeline) -> Plan:
-            state = await self.load(pipe, event.job_id)
-            return lifecycle.on_started(self.keys, state, event.attempt, event.worker)
-
-        return decide
 
     def _finished(
         self, event: JobFinished, entry: Entry
@@ -535,32 +549,36 @@ def _merge(plans: list[Plan]) -> Plan:
 
 
 class DispatcherConsumer(Consumer):
-    """The consumer loop with two changes: entries that read a job's record first commit
-    what the batch wrote before them (so that they read it), and the dispatcher learns
-    which new jobs a commit really wrote (for its metrics)."""
+    """The consumer loop with two changes. Entries decided in Lua (new webhooks, starts,
+    successful ends) are committed together at the end of the batch, but an entry that
+    reads a job's record first commits what the batch holds so far, so that it reads
+    it. And the dispatcher learns which new jobs a commit really wrote (metrics)."""
 
-    webhook_stream: str = ""
-    dispatcher: Dispatcher | None = None
+    def attach(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self._ops: list[Op] = []
+        self._acks = Acks(self.group)
+        dispatcher.before_read = self.flush
 
     async def process(self, entries: list[Entry]) -> None:
-        ops: list[Op] = []
-        acks = Acks(self.group)
+        self._ops, self._acks = [], Acks(self.group)
         for entry in entries:
-            if entry.stream != self.webhook_stream and (ops or acks):
-                await self._commit(ops, acks)
-                ops, acks = [], Acks(self.group)
             result = await self.handle_one(entry)
             if result is None:
                 continue
-            ops.extend(result)
-            acks.add(entry)
-        await self._commit(ops, acks)
+            self._ops.extend(result)
+            self._acks.add(entry)
+        await self.flush()
         self.state.handled += len(entries)
 
-    async def _commit(self, ops: list[Op], acks: Acks) -> None:
+    async def flush(self) -> None:
+        """Commit the writes and acknowledgements held so far."""
+        ops, acks = self._ops, self._acks
+        self._ops, self._acks = [], Acks(self.group)
+        if not ops and not acks:
+            return
         replies = None
         try:
             replies = await asyncio.shield(commit(self.redis, ops, acks))
         finally:
-            if self.dispatcher is not None:
-                self.dispatcher.committed(ops, replies)
+            self.dispatcher.committed(ops, replies)

@@ -142,6 +142,10 @@ def record_of(finished: JobFinished) -> AttemptRecord:
     )
 
 
+def encode_record(record: AttemptRecord) -> bytes:
+    return _encoder.encode(record)
+
+
 def end_ops(keys: Keys, state: JobState, outcome: str, record: AttemptRecord) -> list[Op]:
     """Record that the job's current attempt ended for good."""
     key = keys.dispatcher_job(state.job_id)
@@ -172,13 +176,6 @@ def next_attempt(state: JobState, extra: AttemptRecord | None, now: datetime) ->
 # -- worker events ---------------------------------------------------------------------
 
 
-def on_started(keys: Keys, state: JobState | None, attempt: int, worker: str) -> Plan:
-    if state is None or state.attempt != attempt or state.phase != "queued":
-        return Plan(note="stale or unknown start ignored")
-    key = keys.dispatcher_job(state.job_id)
-    return Plan([("HSET", key, "phase", "started", "worker", worker)], note="started")
-
-
 def on_finished(
     keys: Keys,
     state: JobState | None,
@@ -190,9 +187,9 @@ def on_finished(
     """A worker (or this dispatcher) ended an attempt: record it, schedule the retry,
     or move the job to the dead-letter stream with its whole history."""
     if finished.outcome == "skipped":
-        return Plan(note="skip ignored")
+        return Plan()
     if state is None or state.attempt != finished.attempt or state.phase in ENDED:
-        return Plan(note="stale or unknown end ignored")
+        return Plan()  # stale (an older attempt, a duplicate) or unknown: nothing to do
     record = record_of(finished)
     if finished.outcome != "failed":
         return Plan(end_ops(keys, state, finished.outcome, record), note=finished.outcome)

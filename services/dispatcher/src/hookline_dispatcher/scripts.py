@@ -84,3 +84,26 @@ for _, member in ipairs(due) do
 end
 return moved
 """
+
+# A worker started attempt ARGV[1]: note it (and the worker, ARGV[2]) if that attempt is
+# the job's current one and still queued; anything else is stale and changes nothing.
+#   KEYS: 1 job record
+MARK_STARTED = """
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'phase') ~= 'queued' then return 0 end
+redis.call('HSET', KEYS[1], 'phase', 'started', 'worker', ARGV[2])
+return 1
+"""
+
+# Attempt ARGV[1] ended ARGV[2] (finished or canceled): record it, with the attempt's
+# summary ARGV[3], and let the record expire in ARGV[4] ms, if that attempt is the job's
+# current one and has not ended yet.
+#   KEYS: 1 job record
+MARK_ENDED = """
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
+local phase = redis.call('HGET', KEYS[1], 'phase')
+if phase ~= 'queued' and phase ~= 'started' then return 0 end
+redis.call('HSET', KEYS[1], 'phase', ARGV[2], 'member', '', 'last', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
