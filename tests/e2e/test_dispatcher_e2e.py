@@ -132,14 +132,20 @@ def test_retries_with_backoff_dead_letters_and_a_delayed_command_pipeline(
     )
     assert waiting["not_before"]
 
-    def ended(job_id: str) -> dict[str, object]:
+    def ended(job_id: str, attempt: int = 1) -> dict[str, object]:
+        """The view once attempt ``attempt`` ended (between a failed attempt and its
+        job.deferred the view may say failed for a moment)."""
         return wait_until(
-            lambda: (v := view(job_id)).get("status") in ("finished", "failed") and v,
+            lambda: (
+                (v := view(job_id)).get("status") in ("finished", "failed")
+                and v.get("attempt") == attempt
+                and v
+            ),
             30,
             what=f"job {job_id} to end",
         )
 
-    done = ended(flaky)
+    done = ended(flaky, 3)
     assert done["status"] == "finished", done
     assert done["attempt"] == 3
     assert done["result"] == {"attempt": 3}
@@ -152,7 +158,7 @@ def test_retries_with_backoff_dead_letters_and_a_delayed_command_pipeline(
         "flaky attempt 2",
     ]
 
-    dead = ended(doomed)
+    dead = ended(doomed, 3)
     assert dead["status"] == "failed"
     assert dead["attempt"] == 3
     letters = [
