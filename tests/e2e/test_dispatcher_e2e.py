@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def test_retries_with_backoff_dead_letters_and_a_delayed_command_pipeline(
     }
     for name in ("dispatcher", "worker", "status"):
         services.append(ServiceProcess(name, env, tmp_path / "logs").start())
-    status = services[-1]
+    dispatcher, status = services[0], services[-1]
 
     flaky = webhook(sync_redis, keys, "push", "with-new-branch.payload.json", "e2e-flaky")
     doomed = webhook(sync_redis, keys, "pull_request", "opened.payload.json", "e2e-doomed")
@@ -175,6 +176,17 @@ def test_retries_with_backoff_dead_letters_and_a_delayed_command_pipeline(
     ]
     assert [e.attempt for e in ends] == [1, 2, 3]
 
+    with urllib.request.urlopen(f"{dispatcher.url}/metrics", timeout=5) as reply:
+        metrics = reply.read().decode()
+    for line in (
+        'hookline_jobs_dispatched_total{pipeline="flaky",queue="e2e"} 3.0',
+        'hookline_retries_scheduled_total{pipeline="flaky"} 2.0',
+        'hookline_retries_scheduled_total{pipeline="doomed"} 2.0',
+        "hookline_dead_letter_total 1.0",
+        "hookline_deferred_jobs ",
+    ):
+        assert line in metrics, line
+
     result = ended(args)
     assert result["status"] == "finished", result
     assert result["result"] == {
@@ -189,7 +201,7 @@ def test_retries_with_backoff_dead_letters_and_a_delayed_command_pipeline(
     }
 
 
-def test_two_dispatchers_at_once_never_queue_a_job_twice(
+def test_two_dispatchers_at_once_never_queue_a_job_twice_even_when_one_dies(
     tmp_path: Path,
     base_env: dict[str, str],
     services: list[ServiceProcess],
@@ -228,6 +240,10 @@ def test_two_dispatchers_at_once_never_queue_a_job_twice(
         ]
 
     wait_until(lambda: len(queued()) >= total, 30, what="every job to be queued")
+    # both took part
+    assert all("job_dispatched" in p.logs() for p in services)
+    # one dies (kill -9) the moment the failures arrive; the other takes over its
+    # pending entries and the retries: all state is in Redis
     # every first attempt fails: both dispatchers schedule and move the retries
     for job in queued():
         finished = JobFinished(
@@ -238,11 +254,10 @@ def test_two_dispatchers_at_once_never_queue_a_job_twice(
             error=JobError(type="RuntimeError", message="no"),
         )
         sync_redis.xadd(keys.job_finished, {EVENT_FIELD: encode(finished)})
+        if job.job_id == jobs[total // 2]:
+            services[0].kill()
     wait_until(lambda: len(queued()) >= 2 * total, 30, what="every retry to be queued")
     wait_until(lambda: sync_redis.zcard(keys.delayed) == 0, 10, what="the delayed set to drain")
     attempts = [(q.job_id, q.attempt) for q in queued()]
     assert len(attempts) == len(set(attempts)) == 2 * total
     assert {j for j, _ in attempts} == set(jobs)
-    # both took part
-    logs = [p.logs() for p in services]
-    assert all("job_dispatched" in text for text in logs)
