@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 import redis.asyncio as aioredis
-from hookline.events import DeadLetter, JobDeferred, JobError, JobFinished
+from hookline.events import DeadLetter, JobDeferred, JobError, JobFinished, WebhookReceived
 from hookline.keys import EVENT_FIELD, GROUP_DISPATCHER, Keys
 from support.dispatching import NO_SUPERSEDE, Harness, make_harness
 
@@ -230,3 +230,32 @@ async def test_a_superseded_retry_waiting_in_the_delayed_set_is_canceled(h: Harn
     assert (ends[-1].job_id, ends[-1].attempt, ends[-1].outcome) == (first.job_id, 2, "canceled")
     h.clock.now += 3600
     assert await h.dispatcher.move_due() == 0
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"text"', b"null"])
+async def test_a_webhook_whose_payload_is_not_an_object_ends_skipped(
+    h: Harness, body: bytes
+) -> None:
+    received = WebhookReceived(
+        delivery_id="bad", job_id="bad-job", event="push", payload=msgspec.Raw(body)
+    )
+    await h.append(h.keys.webhook_received, received)
+    await h.pump()
+    [skipped] = await h.events(h.keys.job_finished)
+    assert isinstance(skipped, JobFinished)
+    assert skipped.outcome == "skipped"
+    assert "not a JSON object" in (skipped.reason or "")
+    assert await h.queued() == []
+    pending = await h.redis.xpending(h.keys.webhook_received, GROUP_DISPATCHER)
+    assert pending["pending"] == 0
+
+
+async def test_an_undecodable_webhook_entry_is_dead_lettered(h: Harness) -> None:
+    received = WebhookReceived(
+        delivery_id="bad", job_id="bad-job", event="push", payload=msgspec.Raw(b"{not json")
+    )
+    await h.append(h.keys.webhook_received, received)
+    await h.pump()
+    assert await h.redis.xlen(h.keys.dead_letter) == 1
+    assert await h.queued() == []
+    assert await h.redis.exists(h.keys.job_finished) == 0

@@ -45,7 +45,7 @@ from redis.exceptions import WatchError
 from hookline_dispatcher import lifecycle
 from hookline_dispatcher.config import RoutingConfig
 from hookline_dispatcher.lifecycle import JobState, Plan
-from hookline_dispatcher.routing import Routed, route, supersede_slot
+from hookline_dispatcher.routing import Routed, Skipped, route, supersede_slot
 from hookline_dispatcher.scripts import MARK_ENDED, MARK_STARTED, MOVE_DUE, NEW_JOB
 
 _payload_decoder = msgspec.json.Decoder(dict[str, Any])
@@ -159,11 +159,21 @@ class Dispatcher:
     # -- webhooks ------------------------------------------------------------------------
 
     def on_webhook(self, received: WebhookReceived) -> list[Op]:
-        payload = _payload_decoder.decode(received.payload)
+        try:
+            payload = _payload_decoder.decode(received.payload)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            payload = None
         meta = extract_meta(
-            received.event, payload, delivery_id=received.delivery_id, job_id=received.job_id
+            received.event,
+            payload or {},
+            delivery_id=received.delivery_id,
+            job_id=received.job_id,
         )
-        decision = route(meta, self.config, received.occurred_at)
+        decision: Routed | Skipped = (
+            route(meta, self.config, received.occurred_at)
+            if payload is not None
+            else Skipped("the payload is not a JSON object: nothing to route", "bad_payload")
+        )
         keys = self.keys
         record = keys.dispatcher_job(received.job_id)
         if not isinstance(decision, Routed):

@@ -13,7 +13,7 @@ from msgspec.structs import replace
 
 from hookline_dispatcher.config import Pipeline, Route, RoutingConfig
 
-SkipKind = Literal["no_route", "deleted_ref", "draft"]
+SkipKind = Literal["no_route", "deleted_ref", "draft", "bad_payload"]
 
 
 @dataclass(frozen=True, slots=True)
