@@ -258,4 +258,4 @@ async def test_an_undecodable_webhook_entry_is_dead_lettered(h: Harness) -> None
     await h.pump()
     assert await h.redis.xlen(h.keys.dead_letter) == 1
     assert await h.queued() == []
-    assert await h.redis.exists(h.keys.job_finished) == 0
+    assert await h.redis.xlen(h.keys.job_finished) == 0
