@@ -12,19 +12,16 @@ import getpass
 import os
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 from hookline.config import BaseSettings, load_settings
 from hookline.errors import ConfigError
-from hookline.events import (
-    Command,
-    CommandAnswer,
-    FailedPurgeRequested,
-    JobCancelRequested,
-    JobRequeueRequested,
-)
+from hookline.events import FailedPurgeRequested, JobCancelRequested, JobRequeueRequested
 from hookline.keys import Keys, check_name
-from hookline.redis_client import UNAVAILABLE, connect
 from hookline.service import fail
+
+if TYPE_CHECKING:
+    from hookline.events import Command, CommandAnswer
 
 MAX_JOB_ID = 200
 
@@ -112,7 +109,9 @@ def cmd_empty(args: argparse.Namespace) -> int:
 
 def send(command: Command, timeout: float) -> int:
     """Append ``command``, print the answer; 0 if carried out, 1 otherwise."""
+    # Imported here: argument errors should not wait for the Redis client to load.
     from hookline.commands import send_command
+    from hookline.redis_client import UNAVAILABLE, connect
 
     try:
         settings = load_settings(BaseSettings, os.environ)
