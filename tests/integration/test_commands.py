@@ -221,3 +221,13 @@ async def test_an_undecodable_command_is_dead_lettered_and_the_loop_goes_on(h: H
     assert answer is not None
     assert answer.ok
     assert await h.redis.xlen(h.keys.dead_letter) == 1
+
+
+async def test_a_skipped_job_has_nothing_to_cancel_or_requeue(h: Harness) -> None:
+    job_id = await h.webhook("star", "created.payload.json", "skip-1")
+    await async_wait_until(lambda: _is(phase(h, job_id), "skipped"), what="skipped")
+    for command in (JobCancelRequested(job_id=job_id), JobRequeueRequested(job_id=job_id)):
+        answer = await send_command(h.redis, h.keys, command)
+        assert answer is not None
+        assert not answer.ok
+        assert "was skipped" in answer.message

@@ -78,6 +78,7 @@ def build(
             "service": "dispatcher",
             "redis_connected": ok,
             "error": consumer.state.last_error,
+            "config": settings.config_path or "built-in default",
             "routes": len(dispatcher.config.routes),
         }
 

@@ -475,7 +475,7 @@ class Dispatcher:
         state = await self.load(pipe, command.job_id)
         job = command.job_id
         if state is None:
-            return Plan(), False, f"job {job} is unknown (or its record expired)"
+            return Plan(), False, await self._unknown(pipe, job)
         if state.phase == "canceled":
             return Plan(), True, f"job {job} is already canceled"
         if state.phase in ("finished", "failed", "skipped"):
@@ -497,7 +497,7 @@ class Dispatcher:
     ) -> tuple[Plan, bool, str]:
         state = await self.load(pipe, job)
         if state is None:
-            return Plan(), False, f"job {job} is unknown (or its record expired)"
+            return Plan(), False, await self._unknown(pipe, job)
         if state.phase in lifecycle.ACTIVE:
             return (
                 Plan(),
@@ -506,6 +506,13 @@ class Dispatcher:
             )
         plan = lifecycle.requeue(self.keys, state, now)
         return plan, True, f"job {job}: {plan.note}"
+
+    async def _unknown(self, pipe: RedisPipeline, job: str) -> str:
+        """Why there is nothing to do for ``job``: skipped, or never seen."""
+        phase = await pipe.hget(self.keys.dispatcher_job(job), "phase")
+        if phase == b"skipped":
+            return f"job {job} was skipped (no route ran a pipeline): nothing to do"
+        return f"job {job} is unknown (or its record expired)"
 
     async def _failed(self, pipe: RedisPipeline, queue: str | None) -> tuple[list[JobState], str]:
         """Failed jobs (on ``queue``), oldest first, watched so that the plan stays true."""

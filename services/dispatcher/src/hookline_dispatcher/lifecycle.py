@@ -36,6 +36,7 @@ Op = tuple[object, ...]
 ACTIVE = frozenset({"queued", "deferred", "started"})
 ENDED = frozenset({"finished", "failed", "canceled"})
 CANCEL_TTL_DEFAULT = 86400.0
+HISTORY_TRACEBACK = 4000  # characters of each earlier attempt's traceback kept
 
 _queued_decoder = msgspec.json.Decoder(JobQueued)
 _record_decoder = msgspec.json.Decoder(AttemptRecord)
@@ -130,10 +131,15 @@ def ttl_ms(spec: JobSpec, outcome: str) -> int:
 
 
 def record_of(finished: JobFinished) -> AttemptRecord:
+    """The summary of an ended attempt carried on later attempts (its traceback's tail
+    only, so a job with many retries stays small)."""
+    error = finished.error
+    if error is not None and error.traceback and len(error.traceback) > HISTORY_TRACEBACK:
+        error = msgspec.structs.replace(error, traceback=error.traceback[-HISTORY_TRACEBACK:])
     return AttemptRecord(
         attempt=finished.attempt,
         outcome=finished.outcome,
-        error=finished.error,
+        error=error,
         worker=finished.worker,
         started_at=finished.started_at,
         ended_at=finished.occurred_at,
