@@ -27,7 +27,8 @@ from hookline.keys import EVENT_FIELD, GROUP_DISPATCHER, Keys
 from hookline.logs import configure_logging
 from hookline.metrics import CollectorRegistry, ConsumerMetrics
 from hookline_dispatcher.configfile import parse_config
-from hookline_dispatcher.dispatcher import Dispatcher, DispatcherConsumer, DispatcherMetrics
+from hookline_dispatcher.dispatcher import Dispatcher, DispatcherMetrics
+from hookline_dispatcher.loop import DispatcherConsumer
 
 PAYLOAD = Path(__file__).resolve().parents[2] / "libs/hookline/src/hookline/data/push.json"
 CONFIG = parse_config(

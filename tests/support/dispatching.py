@@ -25,7 +25,8 @@ from hookline.keys import EVENT_FIELD, GROUP_DISPATCHER, Keys
 from hookline.metrics import CollectorRegistry, ConsumerMetrics
 from hookline_dispatcher.config import RoutingConfig
 from hookline_dispatcher.configfile import parse_config
-from hookline_dispatcher.dispatcher import Dispatcher, DispatcherConsumer, DispatcherMetrics
+from hookline_dispatcher.dispatcher import Dispatcher, DispatcherMetrics
+from hookline_dispatcher.loop import DispatcherConsumer
 
 from support.payloads import payload
 

@@ -16,7 +16,8 @@ from hookline.service import Service
 from hookline.web import add_ops_routes
 
 from hookline_dispatcher.config import RoutingConfig
-from hookline_dispatcher.dispatcher import Dispatcher, DispatcherConsumer, DispatcherMetrics
+from hookline_dispatcher.dispatcher import Dispatcher, DispatcherMetrics
+from hookline_dispatcher.loop import DispatcherConsumer
 from hookline_dispatcher.settings import DispatcherSettings
 
 REDIS: web.AppKey[Redis] = web.AppKey("redis", Redis)

@@ -10,7 +10,6 @@ makes it read and decide again.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, assert_never
 
 import msgspec
-from hookline.consumer import Acks, Consumer, Entry, Op, commit
+from hookline.consumer import Entry, Op
 from hookline.events import (
     AnyEvent,
     CommandAnswer,
@@ -45,6 +44,7 @@ from redis.exceptions import WatchError
 from hookline_dispatcher import lifecycle
 from hookline_dispatcher.config import RoutingConfig
 from hookline_dispatcher.lifecycle import JobState, Plan
+from hookline_dispatcher.operator import Operator
 from hookline_dispatcher.routing import Routed, Skipped, route, supersede_slot
 from hookline_dispatcher.scripts import MARK_ENDED, MARK_STARTED, MOVE_DUE, NEW_JOB
 
@@ -54,9 +54,6 @@ _payload_decoder = msgspec.json.Decoder(dict[str, Any])
 ANSWER_TTL = 300
 # Read-decide-commit rounds for one entry before it is left pending for later.
 MAX_ROUNDS = 50
-# The most failed jobs one `requeue --all` or `empty failed` handles (the answer says
-# when more remain, and the command can simply be sent again).
-MAX_BULK = 1000
 
 
 class Conflict(Exception):
@@ -123,6 +120,7 @@ class Dispatcher:
         self.clock = clock
         self.rand = rand
         self.log = get_logger()
+        self.operator = Operator(keys)
         self._effects: dict[int, Callable[[], None]] = {}
         # Set by the consumer: commits what its batch holds before a record is read.
         self.before_read: Callable[[], Awaitable[None]] | None = None
@@ -430,7 +428,7 @@ class Dispatcher:
             return plan
 
         async def decide(pipe: RedisPipeline) -> Plan:
-            plan, ok, message = await self._command_plan(pipe, command)
+            plan, ok, message = await self.operator.plan(pipe, command, self.now())
             return answered(plan, ok, message)
 
         job_ids = [command.job_id] if isinstance(command, JobCancelRequested) else []
@@ -439,96 +437,6 @@ class Dispatcher:
         await self.transact(entry, job_ids, decide)
         tag = str(command.__struct_config__.tag)
         self.metrics.commands.labels(tag, "true" if all(accepted) else "false").inc()
-
-    async def _command_plan(
-        self,
-        pipe: RedisPipeline,
-        command: JobRequeueRequested | JobCancelRequested | FailedPurgeRequested,
-    ) -> tuple[Plan, bool, str]:
-        now = self.now()
-        match command:
-            case JobCancelRequested():
-                return await self._cancel(pipe, command, now)
-            case JobRequeueRequested() if command.job_id and not command.all_failed:
-                return await self._requeue_one(pipe, command.job_id, now)
-            case JobRequeueRequested() if command.all_failed and not command.job_id:
-                plans, more = await self._failed(pipe, command.queue)
-                plan = _merge([lifecycle.requeue(self.keys, s, now) for s in plans])
-                where = f" on queue {command.queue}" if command.queue else ""
-                return plan, True, f"requeued {len(plans)} failed job(s){where}{more}"
-            case JobRequeueRequested():
-                return Plan(), False, "requeue needs either a job id or all_failed, not both"
-            case FailedPurgeRequested():
-                states, more = await self._failed(pipe, command.queue)
-                plan = _merge(
-                    [lifecycle.purge(self.keys, s, command.requested_by, now) for s in states]
-                )
-                plan.job_ids = [s.job_id for s in states]
-                where = f" on queue {command.queue}" if command.queue else ""
-                return plan, True, f"purged {len(states)} failed job(s){where}{more}"
-            case _:
-                assert_never(command)
-
-    async def _cancel(
-        self, pipe: RedisPipeline, command: JobCancelRequested, now: datetime
-    ) -> tuple[Plan, bool, str]:
-        state = await self.load(pipe, command.job_id)
-        job = command.job_id
-        if state is None:
-            return Plan(), False, await self._unknown(pipe, job)
-        if state.phase == "canceled":
-            return Plan(), True, f"job {job} is already canceled"
-        if state.phase in ("finished", "failed", "skipped"):
-            return Plan(), False, f"job {job} already ended {state.phase}: nothing to cancel"
-        if state.phase == "started" and state.cancel >= state.attempt:
-            return Plan(), True, f"job {job}: cancel already sent to attempt {state.attempt}"
-        by = command.requested_by or "an operator"
-        reason = (
-            f"superseded ({by.removeprefix('supersede: ')})"
-            if by.startswith("supersede:")
-            else f"canceled by {by}"
-        )
-        plan = lifecycle.cancel(self.keys, state, reason, now)
-        plan.job_ids = [job]
-        return plan, True, f"job {job}: {plan.note}"
-
-    async def _requeue_one(
-        self, pipe: RedisPipeline, job: str, now: datetime
-    ) -> tuple[Plan, bool, str]:
-        state = await self.load(pipe, job)
-        if state is None:
-            return Plan(), False, await self._unknown(pipe, job)
-        if state.phase in lifecycle.ACTIVE:
-            return (
-                Plan(),
-                False,
-                f"job {job} is {state.phase} (attempt {state.attempt}): not requeued",
-            )
-        plan = lifecycle.requeue(self.keys, state, now)
-        return plan, True, f"job {job}: {plan.note}"
-
-    async def _unknown(self, pipe: RedisPipeline, job: str) -> str:
-        """Why there is nothing to do for ``job``: skipped, or never seen."""
-        phase = await pipe.hget(self.keys.dispatcher_job(job), "phase")
-        if phase == b"skipped":
-            return f"job {job} was skipped (no route ran a pipeline): nothing to do"
-        return f"job {job} is unknown (or its record expired)"
-
-    async def _failed(self, pipe: RedisPipeline, queue: str | None) -> tuple[list[JobState], str]:
-        """Failed jobs (on ``queue``), oldest first, watched so that the plan stays true."""
-        await pipe.watch(self.keys.dispatcher_failed)
-        ids = [_text(i) for i in await pipe.zrange(self.keys.dispatcher_failed, 0, -1)]
-        states: list[JobState] = []
-        for job in ids:
-            await pipe.watch(self.keys.dispatcher_job(job))
-            state = await self.load(pipe, job)
-            if state is None or state.phase != "failed":
-                continue  # its record expired: nothing left to requeue or purge
-            if queue is None or state.spec.queue == queue:
-                states.append(state)
-            if len(states) >= MAX_BULK:
-                return states, " (more remain: send the command again)"
-        return states, ""
 
     # -- the due-job mover -------------------------------------------------------------
 
@@ -550,52 +458,3 @@ class Dispatcher:
         if moved:
             self.log.info("due_jobs_queued", count=len(moved) // 2)
         return len(moved) // 2
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _merge(plans: list[Plan]) -> Plan:
-    merged = Plan()
-    for plan in plans:
-        merged.ops += plan.ops
-        merged.queued += plan.queued
-        merged.job_ids += plan.job_ids
-    return merged
-
-
-class DispatcherConsumer(Consumer):
-    """The consumer loop with two changes. Entries decided in Lua (new webhooks, starts,
-    successful ends) are committed together at the end of the batch, but an entry that
-    reads a job's record first commits what the batch holds so far, so that it reads
-    it. And the dispatcher learns which new jobs a commit really wrote (metrics)."""
-
-    def attach(self, dispatcher: Dispatcher) -> None:
-        self.dispatcher = dispatcher
-        self._ops: list[Op] = []
-        self._acks = Acks(self.group)
-        dispatcher.before_read = self.flush
-
-    async def process(self, entries: list[Entry]) -> None:
-        self._ops, self._acks = [], Acks(self.group)
-        for entry in entries:
-            result = await self.handle_one(entry)
-            if result is None:
-                continue
-            self._ops.extend(result)
-            self._acks.add(entry)
-        await self.flush()
-        self.state.handled += len(entries)
-
-    async def flush(self) -> None:
-        """Commit the writes and acknowledgements held so far."""
-        ops, acks = self._ops, self._acks
-        self._ops, self._acks = [], Acks(self.group)
-        if not ops and not acks:
-            return
-        replies = None
-        try:
-            replies = await asyncio.shield(commit(self.redis, ops, acks))
-        finally:
-            self.dispatcher.committed(ops, replies)
