@@ -63,6 +63,20 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     no_retry_on: list[str] = msgspec.field(default_factory=list)
     result_ttl: float = 86400.0
     failure_ttl: float = 604800.0
+    not_before: datetime | None = None
+
+
+class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """How one earlier attempt of a job ended, carried forward on the next attempt."""
+
+    attempt: int
+    outcome: Outcome
+    error: JobError | None = None
+    worker: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration: float | None = None
+    reason: str | None = None
 
 
 class WebhookReceived(Event, frozen=True, kw_only=True, tag="webhook.received"):
@@ -86,6 +100,7 @@ class JobQueued(Event, frozen=True, kw_only=True, tag="job.queued"):
     meta: Meta = msgspec.field(default_factory=dict)
     payload: msgspec.Raw = msgspec.Raw(b"{}")
     created_at: datetime | None = None
+    history: list[AttemptRecord] = msgspec.field(default_factory=list)
 
 
 class JobStarted(Event, frozen=True, kw_only=True, tag="job.started"):
@@ -131,6 +146,16 @@ class JobDeferred(Event, frozen=True, kw_only=True, tag="job.deferred"):
     reason: str | None = None
 
 
+class JobPurged(Event, frozen=True, kw_only=True, tag="job.purged"):
+    """An operator purged this failed job: every record of it may be forgotten."""
+
+    job_id: str
+    delivery_id: str
+    attempt: int
+    queue: str | None = None
+    requested_by: str | None = None
+
+
 class JobRequeueRequested(Event, frozen=True, kw_only=True, tag="job.requeue_requested"):
     """An operator asks for a new attempt of one job (``job_id``), or of every failed job
     (``all_failed``, optionally only on ``queue``)."""
@@ -163,6 +188,7 @@ AnyEvent = (
     | JobStarted
     | JobFinished
     | JobDeferred
+    | JobPurged
     | JobRequeueRequested
     | JobCancelRequested
     | FailedPurgeRequested
@@ -190,6 +216,7 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     data: str
     occurred_at: datetime = msgspec.field(default_factory=utcnow)
+    job_id: str | None = None
 
 
 def encode_dead_letter(letter: DeadLetter) -> bytes:

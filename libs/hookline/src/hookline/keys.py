@@ -100,6 +100,41 @@ class Keys:
         """Sorted set of events to append later, scored by due time (ms)."""
         return f"{self.base}:delayed"
 
+    # -- dispatcher: private state --------------------------------------------
+    @property
+    def delayed_events(self) -> str:
+        """Hash: member of :attr:`delayed` -> ``<stream>\\n<encoded event>`` to append."""
+        return f"{self.base}:delayed:events"
+
+    def dispatcher_job(self, job_id: str) -> str:
+        """Hash: the dispatcher's own record of one job (phase, attempt, last job.queued)."""
+        return f"{self.base}:dispatcher:job:{job_id}"
+
+    @property
+    def dispatcher_failed(self) -> str:
+        """Sorted set of job ids whose last attempt failed for good, scored by time (ms)."""
+        return f"{self.base}:dispatcher:failed"
+
+    def supersede_slot(self, digest: str) -> str:
+        """The newest job of one (route, repository, branch): ``<created ms> <job id>``."""
+        return f"{self.base}:dispatcher:supersede:{digest}"
+
+    # -- commands and cancellation (dispatcher -> senders, dispatcher -> workers) -
+    def command_answer(self, command_id: str) -> str:
+        """List the dispatcher pushes its answer to a command onto (BLPOP by the sender)."""
+        return f"{self.base}:answer:{command_id}"
+
+    def cancel(self, job_id: str) -> str:
+        """String: attempts up to this number of the job are canceled (set by the
+        dispatcher; a worker skips or stops such attempts)."""
+        return f"{self.base}:cancel:{job_id}"
+
+    @property
+    def control(self) -> str:
+        """Pub/sub channel: the dispatcher publishes a job id there when it sets its
+        :meth:`cancel` key, so the worker running it stops at once."""
+        return f"{self.base}:control"
+
     # -- projection (owned by the status service) -------------------------------
     def job(self, job_id: str) -> str:
         return f"{self.base}:job:{job_id}"

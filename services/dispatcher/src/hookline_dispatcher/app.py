@@ -1,32 +1,41 @@
-"""The dispatcher process: its consumer loop plus ``/health`` and ``/metrics``."""
+"""The dispatcher process: its consumer loop, the due-job mover, ``/health`` and
+``/metrics``."""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
-from hookline.consumer import Consumer
+from hookline.backoff import reconnect_delay
+from hookline.consumer import Consumer, sleep_unless
 from hookline.keys import GROUP_DISPATCHER, Keys
+from hookline.logs import get_logger
 from hookline.metrics import CollectorRegistry, ConsumerMetrics
-from hookline.redis_client import Redis, connect, lifespan
+from hookline.redis_client import UNAVAILABLE, Redis, connect, lifespan
 from hookline.service import Service
 from hookline.web import add_ops_routes
 
-from hookline_dispatcher.config import DEFAULT_CONFIG, RoutingConfig
+from hookline_dispatcher.config import RoutingConfig
 from hookline_dispatcher.dispatcher import Dispatcher, DispatcherMetrics
+from hookline_dispatcher.loop import DispatcherConsumer
 from hookline_dispatcher.settings import DispatcherSettings
 
 REDIS: web.AppKey[Redis] = web.AppKey("redis", Redis)
 CONSUMER: web.AppKey[Consumer] = web.AppKey("consumer", Consumer)
 
+MOVE_BATCH = 500
+
 
 def build(
-    settings: DispatcherSettings, config: RoutingConfig = DEFAULT_CONFIG
+    settings: DispatcherSettings, config: RoutingConfig | None = None
 ) -> Service[DispatcherSettings]:
     app = web.Application()
     registry = CollectorRegistry()
     keys = Keys(settings.prefix)
     redis = connect(settings.redis_url, client_name="hookline-dispatcher")
-    dispatcher = Dispatcher(keys, config, DispatcherMetrics(registry), settings.marker_ttl)
-    consumer = Consumer(
+    metrics = DispatcherMetrics(registry)
+    dispatcher = Dispatcher(redis, keys, config or settings.routing, metrics, settings.marker_ttl)
+    consumer = DispatcherConsumer(
         redis,
         keys=keys,
         group=GROUP_DISPATCHER,
@@ -36,10 +45,32 @@ def build(
         metrics=ConsumerMetrics(registry),
         claim_idle=settings.claim_idle,
     )
+    consumer.attach(dispatcher)
     app[REDIS] = redis
     app[CONSUMER] = consumer
 
     app.cleanup_ctx.append(lifespan(redis))
+
+    async def move_loop(stop: asyncio.Event) -> None:
+        """Queue due attempts every ``tick``; any number of dispatchers may run this."""
+        log = get_logger()
+        failures = 0
+        delay: float
+        while not stop.is_set():
+            try:
+                while await dispatcher.move_due(MOVE_BATCH) >= MOVE_BATCH:
+                    pass
+                metrics.deferred.set(await redis.zcard(keys.delayed))
+                failures = 0
+                delay = settings.tick
+            except UNAVAILABLE as exc:
+                failures += 1
+                delay = reconnect_delay(failures)
+                log.warning("redis_unavailable", error=str(exc), retry_in=round(delay, 3))
+            await sleep_unless(stop, delay)
+
+    async def run(stop: asyncio.Event) -> None:
+        await asyncio.gather(consumer.run(stop), move_loop(stop))
 
     async def health() -> dict[str, object]:
         ok = consumer.state.redis_ok
@@ -48,7 +79,9 @@ def build(
             "service": "dispatcher",
             "redis_connected": ok,
             "error": consumer.state.last_error,
+            "config": settings.config_path or "built-in default",
+            "routes": len(dispatcher.config.routes),
         }
 
     add_ops_routes(app, registry, health)
-    return Service(app, consumer.run)
+    return Service(app, run)

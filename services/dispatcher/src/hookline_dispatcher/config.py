@@ -10,8 +10,29 @@ from hookline.keys import DEFAULT_QUEUE
 
 DEMO_HANDLER = "hookline_worker.demo:summarize"
 
+# What an argv template may name: the fields of hookline.github.extract_meta.
+PLACEHOLDERS = (
+    "repository",
+    "clone_url",
+    "html_url",
+    "ref",
+    "branch",
+    "tag",
+    "sha",
+    "before",
+    "event",
+    "action",
+    "delivery_id",
+    "job_id",
+    "sender",
+    "pr_number",
+)
+
 
 class BackoffConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``exponential``: full jitter, uniform in [0, min(cap, base * 2**(attempt-1))];
+    ``fixed``: always ``base``."""
+
     kind: Literal["exponential", "fixed"] = "exponential"
     base: Duration = Duration(5)
     cap: Duration = Duration(600)
@@ -29,6 +50,7 @@ class Pipeline(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     no_retry_on: list[str] = []
     result_ttl: Duration = Duration(86400)
     failure_ttl: Duration = Duration(7 * 86400)
+    delay: Duration = Duration(0)
     env: dict[str, str] = {}
 
 
@@ -43,6 +65,7 @@ class Route(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     tags: list[str] = []
     skip_drafts: bool = False
     supersede: bool = False
+    delay: Duration | None = None
 
 
 class RoutingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

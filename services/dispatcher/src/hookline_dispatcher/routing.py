@@ -2,35 +2,75 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
+from typing import Literal
 
 from hookline.events import Backoff, JobSpec, Meta
+from msgspec.structs import replace
 
 from hookline_dispatcher.config import Pipeline, Route, RoutingConfig
+
+SkipKind = Literal["no_route", "deleted_ref", "draft", "bad_payload"]
 
 
 @dataclass(frozen=True, slots=True)
 class Routed:
     spec: JobSpec
     route: Route
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
     reason: str
+    kind: SkipKind = "no_route"
 
 
-def route(meta: Meta, config: RoutingConfig) -> Routed | Skipped:
-    """The first route that matches ``meta`` (see :func:`hookline.github.extract_meta`)."""
-    for candidate in config.routes:
+def route(
+    meta: Meta, config: RoutingConfig, received_at: datetime | None = None
+) -> Routed | Skipped:
+    """The first route that matches ``meta`` (see :func:`hookline.github.extract_meta`).
+
+    A route or pipeline ``delay`` sets the spec's ``not_before`` to ``received_at`` plus
+    the delay."""
+    for index, candidate in enumerate(config.routes):
         if matches(candidate, meta):
             pipeline = config.pipelines[candidate.pipeline]
-            return Routed(build_spec(candidate.pipeline, pipeline, meta), candidate)
+            delay = candidate.delay if candidate.delay is not None else pipeline.delay
+            not_before = received_at + timedelta(seconds=delay) if delay and received_at else None
+            spec = build_spec(candidate.pipeline, pipeline, meta, not_before)
+            return Routed(spec, candidate, index)
     event = meta.get("event")
     action = meta.get("action")
     what = f"{event}.{action}" if action else str(event)
-    return Skipped(f"no route matches {what} on {meta.get('repository') or 'no repository'}")
+    where = meta.get("repository") or "no repository"
+    if meta.get("deleted"):
+        ref = meta.get("branch") or meta.get("tag") or meta.get("ref")
+        return Skipped(f"{what} deletes {ref} on {where}: nothing to build", "deleted_ref")
+    if meta.get("draft") and any(
+        r.skip_drafts and matches(_with_drafts(r), meta) for r in config.routes
+    ):
+        return Skipped(f"{what} on {where} is a draft pull request", "draft")
+    return Skipped(f"no route matches {what} on {where}")
+
+
+def _with_drafts(candidate: Route) -> Route:
+    return replace(candidate, skip_drafts=False)
+
+
+def supersede_slot(index: int, meta: Meta) -> str:
+    """What "the same repository and branch" means for route ``index``: a digest that
+    names its newest job's slot (tags and pull requests count as branches here)."""
+    parts = [
+        str(index),
+        str(meta.get("repository") or ""),
+        str(meta.get("branch") or ""),
+        str(meta.get("tag") or ""),
+    ]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
 def matches(candidate: Route, meta: Meta) -> bool:
@@ -84,7 +124,9 @@ def _format(template: str, values: dict[str, str]) -> str:
     return "".join(out)
 
 
-def build_spec(name: str, pipeline: Pipeline, meta: Meta) -> JobSpec:
+def build_spec(
+    name: str, pipeline: Pipeline, meta: Meta, not_before: datetime | None = None
+) -> JobSpec:
     return JobSpec(
         pipeline=name,
         queue=pipeline.queue,
@@ -101,4 +143,5 @@ def build_spec(name: str, pipeline: Pipeline, meta: Meta) -> JobSpec:
         no_retry_on=list(pipeline.no_retry_on),
         result_ttl=float(pipeline.result_ttl),
         failure_ttl=float(pipeline.failure_ttl),
+        not_before=not_before,
     )
