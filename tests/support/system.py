@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +15,32 @@ from support.processes import http_json
 from support.waiting import wait_until
 
 
+def free_block(count: int) -> int:
+    """A port p such that p .. p+count-1 are all free (workers take consecutive ports)."""
+    for _ in range(200):
+        first = free_port()
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise AssertionError(f"no block of {count} free ports found")
+
+
 class System:
     def __init__(self, workdir: Path, env: dict[str, str], workers: int = 2) -> None:
         self.workdir = workdir
         self.ingress_port = free_port()
         self.status_port = free_port()
         self.dispatcher_port = free_port()
-        self.worker_port = free_port()
+        self.worker_port = free_block(workers)
         self.env = {
             **os.environ,
             **env,
