@@ -119,6 +119,11 @@ class Keys:
         return f"{self.base}:views:next"
 
     @property
+    def views_switching(self) -> str:
+        """Set while a rebuild catches its new generation up: the live projection waits."""
+        return f"{self.base}:views:switching"
+
+    @property
     def views_rebuild_lock(self) -> str:
         """Held while a rebuild runs, so two never race."""
         return f"{self.base}:views:rebuild-lock"

@@ -26,7 +26,7 @@ from hookline.views import generation
 from hookline.web import json_response
 
 from hookline_status.api import KEYS, REDIS, SETTINGS, add_routes, health_body
-from hookline_status.maintenance import parse_id, trim_streams
+from hookline_status.maintenance import StreamId, in_causal_order, parse_id, trim_streams
 from hookline_status.projection import ViewUpdate, project
 from hookline_status.settings import StatusSettings
 from hookline_status.store import apply_ops, sweep_expired
@@ -45,10 +45,9 @@ class ProjectionConsumer(Consumer):
         self.applied = applied
 
     async def process(self, entries: list[Entry]) -> None:
-        entries = sorted(entries, key=lambda e: parse_id(e.entry_id))
-        current = await generation(self.redis, self.keys)
+        current = await self._generation()
         ops: list[Op] = []
-        updates: list[ViewUpdate] = []
+        updates: list[tuple[StreamId, ViewUpdate]] = []
         acks = Acks(self.group)
         for entry in entries:
             result = await self.handle_one(entry)
@@ -56,14 +55,24 @@ class ProjectionConsumer(Consumer):
                 continue
             for op in result:
                 if op and op[0] == UPDATE:
-                    updates.append(op[1])
+                    updates.append((parse_id(entry.entry_id), op[1]))
                 else:
                     ops.append(op)
             acks.add(entry)
-        ops.extend(apply_ops(self.keys, current, updates))
+        ops.extend(apply_ops(self.keys, current, in_causal_order(updates)))
         await asyncio.shield(commit(self.redis, ops, acks))
         self.applied.inc(len(updates))
         self.state.handled += len(entries)
+
+    async def _generation(self) -> int:
+        """The current generation, once no rebuild is catching it up."""
+        while True:
+            current, switching = await self.redis.mget(
+                self.keys.views_generation, self.keys.views_switching
+            )
+            if not switching:
+                return int(current) if current else 0
+            await asyncio.sleep(0.02)
 
 
 async def upkeep(redis: Redis, keys: Keys, settings: StatusSettings, stop: asyncio.Event) -> None:

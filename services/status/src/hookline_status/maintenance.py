@@ -26,6 +26,10 @@ from hookline_status.store import apply_ops
 
 StreamId = tuple[int, int]
 
+# Longest the live projection waits for a rebuild's final catch-up (if the rebuild dies
+# meanwhile, the hold lapses on its own).
+SWITCH_HOLD = 120.0
+
 
 def parse_id(text: str | bytes) -> StreamId:
     raw = text.decode() if isinstance(text, bytes) else text
@@ -105,11 +109,11 @@ class Replay:
 
 
 async def _read_stream(
-    redis: Redis, stream: str, after: StreamId, chunk: int
+    redis: Redis, stream: str, after: StreamId, until_ms: int, chunk: int
 ) -> AsyncIterator[tuple[StreamId, bytes | None]]:
     low = f"({format_id(after)}" if after != (0, 0) else "-"
     while True:
-        batch = await redis.xrange(stream, min=low, max="+", count=chunk)
+        batch = await redis.xrange(stream, min=low, max=str(until_ms), count=chunk)
         for entry_id, fields in batch:
             yield parse_id(entry_id), (fields or {}).get(EVENT_FIELD)
         if len(batch) < chunk:
@@ -120,9 +124,15 @@ async def _read_stream(
 async def replay(
     redis: Redis, keys: Keys, target: int, streams: list[str], state: Replay, chunk: int = 1000
 ) -> Replay:
-    """Apply every entry after ``state.positions`` to ``views``, merged across streams in
-    id order (the order they were appended), the same order the live projection uses."""
-    readers = [_read_stream(redis, s, state.positions.get(s, (0, 0)), chunk) for s in streams]
+    """Apply every entry after ``state.positions`` to generation ``target``, merged
+    across streams in id order (the order they were appended), the same order the live
+    projection uses. Only entries older than Redis's clock at the start are read: every
+    one of those is already appended, so no stream is read further than another."""
+    seconds, micros = await redis.time()
+    until_ms = int(seconds) * 1000 + int(micros) // 1000 - 1
+    readers = [
+        _read_stream(redis, s, state.positions.get(s, (0, 0)), until_ms, chunk) for s in streams
+    ]
     heap: list[tuple[StreamId, int, bytes | None]] = []
 
     async def advance(i: int) -> None:
@@ -135,11 +145,15 @@ async def replay(
     for i in range(len(readers)):
         await advance(i)
     pending: list[ViewUpdate] = []
+    same_ms: list[tuple[StreamId, ViewUpdate]] = []
     while heap:
         entry_id, i, data = heapq.heappop(heap)
         state.positions[streams[i]] = entry_id
         state.entries += 1
         await advance(i)
+        if same_ms and same_ms[0][0][0] != entry_id[0]:
+            pending += in_causal_order(same_ms)
+            same_ms = []
         if data is None:
             continue
         try:
@@ -148,13 +162,24 @@ async def replay(
             state.undecodable += 1
             continue
         if update is not None:
-            pending.append(update)
+            same_ms.append((entry_id, update))
         if len(pending) >= chunk:
             state.applied += await _apply(redis, keys, target, pending)
             pending = []
+    pending += in_causal_order(same_ms)
     if pending:
         state.applied += await _apply(redis, keys, target, pending)
     return state
+
+
+def in_causal_order(updates: list[tuple[StreamId, ViewUpdate]]) -> list[ViewUpdate]:
+    """Updates in the order to apply them: by the millisecond of their entry id, then by
+    rank. Sequence numbers count per stream, so two streams' entries of the same
+    millisecond have no order of their own; a job's events within one millisecond are
+    put in the order they can only have happened in (received, queued, started, ended,
+    then the next attempt)."""
+    ordered = sorted(updates, key=lambda item: (item[0][0], item[1].rank, item[0][1]))
+    return [update for _, update in ordered]
 
 
 async def _apply(redis: Redis, keys: Keys, target: int, updates: list[ViewUpdate]) -> int:
@@ -210,11 +235,18 @@ async def rebuild(redis: Redis, keys: Keys, lock_ttl: float = 3600.0) -> Rebuild
         streams = keys.all_streams(await known_queues(redis, keys))
         state = await replay(redis, keys, new, streams, Replay())
         log.info("rebuild_replayed", generation=new, entries=state.entries)
-        await redis.set(keys.views_generation, new)
-        # What the live projection applied to the old generation after our replay read
-        # its streams is replayed here; anything later it applies to the new one itself.
-        streams = keys.all_streams(await known_queues(redis, keys))
-        await replay(redis, keys, new, streams, state)
+        # Switch, and hold the live projection while we replay what it applied to the
+        # old generation since our replay read the streams: it then carries on in the new
+        # generation with entries newer than all we applied, so the order stays the same.
+        async with redis.pipeline(transaction=True) as tx:
+            tx.set(keys.views_generation, new)
+            tx.set(keys.views_switching, new, ex=int(SWITCH_HOLD))
+            await tx.execute()
+        try:
+            streams = keys.all_streams(await known_queues(redis, keys))
+            await replay(redis, keys, new, streams, state)
+        finally:
+            await redis.delete(keys.views_switching)
         await delete_generation(redis, keys.views(old))
         return RebuildReport(
             old, new, state.entries, state.applied, state.undecodable, time.monotonic() - started
