@@ -9,13 +9,13 @@ import pytest
 import redis.asyncio as aioredis
 from hookline.events import AnyEvent, encode
 from hookline.keys import EVENT_FIELD, GROUP_DISPATCHER, GROUP_STATUS, Keys
+from hookline.views import generation
 from hookline_status.api import REDIS
 from hookline_status.app import build
 from hookline_status.maintenance import RebuildBusy, rebuild, trim_streams
 from hookline_status.projection import Model, project
 from hookline_status.settings import load
 from hookline_status.store import snapshot
-from hookline.views import generation
 from support.jobs import PATHS, history
 from support.waiting import async_wait_until
 
