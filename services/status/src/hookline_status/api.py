@@ -8,6 +8,7 @@ command for the dispatcher and need ``Authorization: Bearer <HOOKLINE_ADMIN_TOKE
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,12 +29,14 @@ from hookline.views import (
 )
 from hookline.web import json_error, json_response
 
-from hookline_status.openapi import document
+from hookline_status.openapi import allowed_methods, document
 from hookline_status.settings import StatusSettings
 
 SETTINGS: web.AppKey[StatusSettings] = web.AppKey("settings", StatusSettings)
 REDIS: web.AppKey[Redis] = web.AppKey("redis", Redis)
 KEYS: web.AppKey[Keys] = web.AppKey("keys", Keys)
+
+_SAFE_HEADER = re.compile(r"[!-~]{1,100}")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -55,9 +58,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     """Routing errors (unknown path, wrong method) in the API's JSON error shape."""
     try:
         return await handler(request)
-    except web.HTTPMethodNotAllowed as exc:
+    except web.HTTPMethodNotAllowed:
         response = json_error(405, "method_not_allowed", f"{request.method} is not allowed here")
-        response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+        response.headers["Allow"] = ",".join(allowed_methods(request.path))
         return response
     except web.HTTPNotFound:
         return json_error(404, "not_found", f"no such endpoint: {request.path}")
@@ -112,7 +115,8 @@ def _unauthorized(detail: str) -> web.Response:
 
 def _bad_query(exc: QueryError) -> web.Response:
     response = json_error(400, "invalid_query", str(exc))
-    response.headers["X-Invalid-Parameter"] = exc.parameter
+    if _SAFE_HEADER.fullmatch(exc.parameter):
+        response.headers["X-Invalid-Parameter"] = exc.parameter
     return response
 
 

@@ -6,10 +6,18 @@ the handlers do.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
-from hookline.views import DEFAULT_LIMIT, LIST_STATUSES, MAX_FILTER_LENGTH, MAX_LIMIT, STATUSES
+from hookline.views import (
+    CURSOR_PATTERN,
+    DEFAULT_LIMIT,
+    LIST_STATUSES,
+    MAX_FILTER_LENGTH,
+    MAX_LIMIT,
+    STATUSES,
+)
 
 _STR = {"type": "string"}
 _NSTR = {"type": "string", "nullable": True}
@@ -231,8 +239,8 @@ def document() -> dict[str, Any]:
             "name": "cursor",
             "in": "query",
             "required": False,
-            "description": "next_cursor of the previous page",
-            "schema": {"type": "string"},
+            "description": "next_cursor of the previous page: the page starts after it",
+            "schema": {"type": "string", "pattern": CURSOR_PATTERN},
         },
     ]
     list_errors = {
@@ -362,3 +370,20 @@ def document() -> dict[str, Any]:
             },
         },
     }
+
+
+def allowed_methods(path: str) -> list[str]:
+    """The methods the document lists for ``path`` (literal paths win over templates,
+    as in the router); HEAD goes with GET."""
+    literal, templated = [], []
+    for template, operations in document()["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            (templated if "{" in template else literal).append(operations)
+    for found in (literal, templated):
+        if found:
+            methods = {m.upper() for m in found[0]}
+            if "GET" in methods:
+                methods.add("HEAD")
+            return sorted(methods)
+    return []
