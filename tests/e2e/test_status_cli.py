@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from hookline.keys import EVENT_FIELD, Keys
 from hookline.events import encode
+from hookline.keys import EVENT_FIELD, Keys
 from hookline_status.projection import project
 from hookline_status.store import apply_ops
 from support.jobs import PATHS, history
@@ -83,8 +83,11 @@ def test_info_shows_queues_workers_and_jobs(
     result = hookline(base_env, "info")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "pipeline_tasks" in out and "video" in out
-    assert "w1" in out and "busy" in out and "job-5" in out
+    assert "pipeline_tasks" in out
+    assert "video" in out
+    assert "w1" in out
+    assert "busy" in out
+    assert "job-5" in out
     assert "finished" in out
     data = json.loads(hookline(base_env, "info", "--json").stdout)
     assert data["jobs"]["finished"] == 2
@@ -143,7 +146,9 @@ def test_jobs_lists_filters_and_pages(base_env: dict[str, str], redis_url: str, 
     seed(redis_url, keys)
     result = hookline(base_env, "jobs", "--status", "finished")
     assert result.returncode == 0, result.stderr
-    assert "job-0" in result.stdout and "job-2" in result.stdout and "job-1 " not in result.stdout
+    assert "job-0" in result.stdout
+    assert "job-2" in result.stdout
+    assert "job-1 " not in result.stdout
     page = json.loads(hookline(base_env, "jobs", "--limit", "2", "--json").stdout)
     assert [j["job_id"] for j in page["jobs"]] == ["job-5", "job-4"]
     rest = json.loads(
@@ -163,7 +168,8 @@ def test_job_shows_a_view_and_its_events(
     result = hookline(base_env, "job", "job-2", "--events")
     assert result.returncode == 0, result.stderr
     assert "finished" in result.stdout
-    assert "job.deferred" in result.stdout and "Boom" in result.stdout
+    assert "job.deferred" in result.stdout
+    assert "Boom" in result.stdout
     data = json.loads(hookline(base_env, "job", "job-2", "--events", "--json").stdout)
     assert data["status"] == "finished"
     assert [e["worker"] for e in data["events"] if e["type"] == "job.started"] == ["w1", "w2"]
