@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -9,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 from hookline.events import AnyEvent
 from hookline.keys import Keys
-from hookline_status.projection import Model, project
+from hookline_status.projection import Model, project, render
 from hookline_status.store import apply_ops, snapshot, sweep_expired
 from support.jobs import PATHS, at, history
 
@@ -40,6 +41,9 @@ def close(a: dict[str, float], b: dict[str, float]) -> bool:
 async def assert_same(redis: aioredis.Redis, keys: Keys, model: Model) -> None:
     stored, indexes = await snapshot(redis, keys.views(0))
     assert stored.views == model.views
+    assert set(stored.rendered) == set(stored.views)
+    for job_id, document in stored.rendered.items():
+        assert json.loads(document) == render(stored.views[job_id])
     assert stored.histories == model.histories
     assert indexes == model.indexes()
     assert stored.completed == model.completed

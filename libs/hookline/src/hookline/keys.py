@@ -128,9 +128,15 @@ class Keys:
         """Held while a rebuild runs, so two never race."""
         return f"{self.base}:views:rebuild-lock"
 
+    @property
+    def views_root(self) -> str:
+        """What every generation's keys start with, before the generation number."""
+        return f"{self.base}:g"
+
     def views(self, generation: int) -> ViewKeys:
-        """The projection's keys of one generation."""
-        return ViewKeys(f"{self.base}:g{generation}")
+        """The projection's keys of one generation: ``views_root`` + generation + the
+        key's own part (which ``ViewKeys("")`` gives, for scripts that add the generation)."""
+        return ViewKeys(f"{self.views_root}{generation}")
 
     def command_answer(self, command_id: str) -> str:
         """List the dispatcher pushes its answer to a command onto (BLPOP by the sender)."""

@@ -29,6 +29,7 @@ SCAN_BUDGET: Final = 5000
 MAX_FILTER_LENGTH: Final = 200
 
 _decoder = msgspec.json.Decoder()
+_json = msgspec.json.Encoder()
 
 
 def index_suffix(status: str, dimension: str = "", value: str = "") -> str:
@@ -188,6 +189,97 @@ def _live(view: Mapping[str, str], now_ms: int) -> bool:
     return not expires or int(expires) > now_ms
 
 
+# One job's API document, from the generation current at that instant.
+# KEYS[1] generation; ARGV: views root, the job key's own part, now (ms)
+GET_JOB = """
+local key = ARGV[1] .. (redis.call('GET', KEYS[1]) or '0') .. ARGV[2]
+local v = redis.call('HMGET', key, 'json', 'expires_ms')
+if v[2] and tonumber(v[2]) <= tonumber(ARGV[3]) then return false end
+if v[1] then return v[1] end
+if redis.call('EXISTS', key) == 1 then return redis.call('HGETALL', key) end
+return false
+"""
+
+# A page of a listing index, newest first, after a cursor, filtered, skipping expired
+# views. KEYS[1] generation; ARGV: views root, index's own part, job key's own part
+# (empty id), max score ('+inf' or the cursor's), cursor id ('' : none), limit, now (ms),
+# budget (most index entries to look at), then filter field/value pairs.
+# Returns {found..., last score, last id, exhausted} where each found job is
+# {document or '', score, id}.
+LIST_JOBS = """
+local root = ARGV[1] .. (redis.call('GET', KEYS[1]) or '0')
+local index, jobpart = root .. ARGV[2], root .. ARGV[3]
+local max, after, limit = ARGV[4], ARGV[5], tonumber(ARGV[6])
+local now, budget = tonumber(ARGV[7]), tonumber(ARGV[8])
+local fields = {'json', 'expires_ms'}
+local wanted = {}
+for i = 9, #ARGV, 2 do
+  fields[#fields + 1] = ARGV[i]
+  wanted[#wanted + 1] = ARGV[i + 1]
+end
+local function before(a, b)
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+local out = {}
+local found, scanned, offset = 0, 0, 0
+local last_score, last_id = '', ''
+local exhausted = 0
+local chunk = limit + 1
+while found <= limit and scanned < budget do
+  local batch = redis.call('ZREVRANGEBYSCORE', index, max, '-inf', 'WITHSCORES',
+    'LIMIT', offset, chunk)
+  if #batch == 0 then exhausted = 1; break end
+  offset = offset + #batch / 2
+  for i = 1, #batch, 2 do
+    local id, score = batch[i], batch[i + 1]
+    if after == '' or score ~= max or before(id, after) then
+      scanned = scanned + 1
+      last_score, last_id = score, id
+      local v = redis.call('HMGET', jobpart .. id, unpack(fields))
+      local ok = (v[1] or redis.call('EXISTS', jobpart .. id) == 1)
+        and not (v[2] and tonumber(v[2]) <= now)
+      for f = 1, #wanted do
+        if v[2 + f] ~= wanted[f] then ok = false end
+      end
+      if ok then
+        out[#out + 1] = v[1] or ''
+        out[#out + 1] = score
+        out[#out + 1] = id
+        found = found + 1
+        if found > limit then break end
+      end
+    end
+  end
+  chunk = math.min(chunk * 2, 1000)
+end
+out[#out + 1] = last_score
+out[#out + 1] = last_id
+out[#out + 1] = exhausted
+return out
+"""
+
+_NO_VIEW = ViewKeys("")
+
+
+async def get_job_document(redis: Redis, keys: Keys, job_id: str) -> bytes | None:
+    """One job's view as the API's JSON document (None if unknown or expired), read and
+    handed on without decoding."""
+    reply = await redis.eval(
+        GET_JOB, 1, keys.views_generation, keys.views_root, _NO_VIEW.job(job_id), _now_ms()
+    )
+    if reply is None:
+        return None
+    if isinstance(reply, bytes):
+        return reply
+    flat = [x.decode() for x in reply]  # a view written before documents were kept
+    return _json.encode(render(dict(zip(flat[::2], flat[1::2], strict=True))))
+
+
 async def read_view(redis: Redis, keys: Keys, job_id: str) -> dict[str, str] | None:
     """The stored fields of one job's view, or None if unknown or expired."""
     views = await current_views(redis, keys)
@@ -199,8 +291,8 @@ async def read_view(redis: Redis, keys: Keys, job_id: str) -> dict[str, str] | N
 
 
 async def get_job(redis: Redis, keys: Keys, job_id: str) -> dict[str, Any] | None:
-    view = await read_view(redis, keys, job_id)
-    return render(view) if view is not None else None
+    document = await get_job_document(redis, keys, job_id)
+    return _decoder.decode(document) if document is not None else None
 
 
 async def job_history(redis: Redis, keys: Keys, job_id: str) -> list[dict[str, Any]] | None:
@@ -216,58 +308,58 @@ async def job_history(redis: Redis, keys: Keys, job_id: str) -> list[dict[str, A
     return [_decoder.decode(m) for m in members]
 
 
-async def list_jobs(redis: Redis, keys: Keys, query: JobQuery) -> Page:
-    """Newest first, ``query.limit`` at most, from ``query.cursor`` on."""
-    views = await current_views(redis, keys)
+@dataclass(frozen=True, slots=True)
+class RawPage:
+    """A page of jobs as JSON documents, ready to join into a reply."""
+
+    documents: list[bytes]
+    next_cursor: str | None
+
+
+async def list_job_documents(redis: Redis, keys: Keys, query: JobQuery) -> RawPage:
+    """Newest first, ``query.limit`` at most, from ``query.cursor`` on; one round trip."""
     filters = query.filters
     first = filters[0] if filters else ("", "")
-    index = views.index(query.status, *first)
-    rest = filters[1:]
-    now_ms = _now_ms()
-    high: str | int = "+inf" if query.cursor is None else query.cursor.score
-    offset, scanned = 0, 0
-    found: list[tuple[dict[str, str], int]] = []
-    last_seen: Cursor | None = None
-    chunk = query.limit + 1
-    while len(found) <= query.limit and scanned < SCAN_BUDGET:
-        batch = await redis.zrevrangebyscore(
-            index, high, "-inf", start=offset, num=chunk, withscores=True
-        )
-        if not batch:
-            last_seen = None
-            break
-        offset += len(batch)
-        candidates = []
-        for member, score in batch:
-            job_id, created = member.decode(), int(score)
-            if query.cursor and created == query.cursor.score and job_id >= query.cursor.job_id:
+    args: list[Any] = [
+        keys.views_root,
+        _NO_VIEW.index(query.status, *first),
+        _NO_VIEW.job(""),
+        "+inf" if query.cursor is None else str(query.cursor.score),
+        "" if query.cursor is None else query.cursor.job_id,
+        query.limit,
+        _now_ms(),
+        SCAN_BUDGET,
+    ]
+    for dimension, value in filters[1:]:
+        args.extend((dimension, value))
+    reply = await redis.eval(LIST_JOBS, 1, keys.views_generation, *args)
+    *found, last_score, last_id, exhausted = reply
+    documents: list[bytes] = []
+    cursors: list[Cursor] = []
+    for i in range(0, len(found), 3):
+        document, score, job_id = found[i : i + 3]
+        if not document:  # a view written before documents were kept
+            fallback = await get_job_document(redis, keys, job_id.decode())
+            if fallback is None:
                 continue
-            candidates.append((job_id, created))
-        scanned += len(batch)
-        async with redis.pipeline(transaction=False) as pipe:
-            for job_id, _ in candidates:
-                pipe.hgetall(views.job(job_id))
-            raws = await pipe.execute() if candidates else []
-        for (job_id, created), raw in zip(candidates, raws, strict=True):
-            last_seen = Cursor(created, job_id)
-            if not raw:
-                continue
-            view = _text(raw)
-            if not _live(view, now_ms) or any(view.get(d) != v for d, v in rest):
-                continue
-            found.append((view, created))
-            if len(found) > query.limit:
-                break
-        chunk = min(max(chunk * 2, 64), 1000)
-    if len(found) > query.limit:
-        found = found[: query.limit]
-        view, created = found[-1]
-        next_cursor: str | None = Cursor(created, view["job_id"]).encode()
-    elif scanned >= SCAN_BUDGET and last_seen is not None:
-        next_cursor = last_seen.encode()  # more may match further on: let the caller go on
+            document = fallback
+        documents.append(document)
+        cursors.append(Cursor(int(float(score)), job_id.decode()))
+    if len(documents) > query.limit:
+        documents = documents[: query.limit]
+        next_cursor: str | None = cursors[query.limit - 1].encode()
+    elif not int(exhausted) and last_id:
+        # the budget ran out before the page filled: more may match further on
+        next_cursor = Cursor(int(float(last_score)), last_id.decode()).encode()
     else:
         next_cursor = None
-    return Page([render(v) for v, _ in found], next_cursor)
+    return RawPage(documents, next_cursor)
+
+
+async def list_jobs(redis: Redis, keys: Keys, query: JobQuery) -> Page:
+    """Newest first, ``query.limit`` at most, from ``query.cursor`` on."""
+    page = await list_job_documents(redis, keys, query)
+    return Page([_decoder.decode(d) for d in page.documents], page.next_cursor)
 
 
 async def count_jobs(

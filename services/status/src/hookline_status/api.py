@@ -12,6 +12,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from aiohttp import web
 from hookline.commands import send_command
 from hookline.events import Command, JobCancelRequested, JobRequeueRequested
@@ -19,9 +20,9 @@ from hookline.keys import Keys, check_name
 from hookline.redis_client import UNAVAILABLE, Redis
 from hookline.views import (
     QueryError,
-    get_job,
+    get_job_document,
     job_history,
-    list_jobs,
+    list_job_documents,
     list_workers,
     parse_job_query,
     read_view,
@@ -36,6 +37,7 @@ SETTINGS: web.AppKey[StatusSettings] = web.AppKey("settings", StatusSettings)
 REDIS: web.AppKey[Redis] = web.AppKey("redis", Redis)
 KEYS: web.AppKey[Keys] = web.AppKey("keys", Keys)
 
+_json = msgspec.json.Encoder()
 _SAFE_HEADER = re.compile(r"[!-~]{1,100}")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -136,10 +138,10 @@ async def get_job_view(request: web.Request) -> web.Response:
     if (bad := _no_query(request)) is not None:
         return _bad_query(bad)
     job_id = request.match_info["job_id"]
-    body = await get_job(request.app[REDIS], request.app[KEYS], job_id)
-    if body is None:
+    document = await get_job_document(request.app[REDIS], request.app[KEYS], job_id)
+    if document is None:
         return json_error(404, "not_found", f"no job with id {job_id!r}")
-    return json_response(body)
+    return web.Response(body=document, content_type="application/json")
 
 
 async def job_events_view(request: web.Request) -> web.Response:
@@ -164,10 +166,17 @@ async def list_jobs_view(request: web.Request) -> web.Response:
         query = parse_job_query(dict(request.query))
     except QueryError as exc:
         return _bad_query(exc)
-    page = await list_jobs(request.app[REDIS], request.app[KEYS], query)
-    return json_response(
-        {"count": len(page.jobs), "jobs": page.jobs, "next_cursor": page.next_cursor}
+    page = await list_job_documents(request.app[REDIS], request.app[KEYS], query)
+    body = b"".join(
+        (
+            b'{"count":%d,"jobs":[' % len(page.documents),
+            b",".join(page.documents),
+            b'],"next_cursor":',
+            _json.encode(page.next_cursor),
+            b"}",
+        )
     )
+    return web.Response(body=body, content_type="application/json")
 
 
 async def workers_view(request: web.Request) -> web.Response:

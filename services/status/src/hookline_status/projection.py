@@ -286,6 +286,8 @@ class Model:
     completed: dict[str, int] = field(default_factory=dict)
     duration: dict[str, float] = field(default_factory=dict)
     wait: dict[str, float] = field(default_factory=dict)
+    # Only filled from Redis: the API document the Lua script keeps in each view.
+    rendered: dict[str, str] = field(default_factory=dict)
 
     def apply(self, update: ViewUpdate) -> bool:
         """Apply one update; True if the view's status changed (metrics counted)."""

@@ -74,8 +74,43 @@ local function observe(hash, labels, value)
   redis.call('HINCRBY', hash, labels .. '\\tcount', 1)
 end
 
+-- The view as the API returns it (the same document as hookline.views.render), kept
+-- in the hash so that reads hand it out without decoding anything.
+local function render_view(jobkey)
+  local flat = redis.call('HGETALL', jobkey)
+  local v = {}
+  for i = 1, #flat, 2 do v[flat[i]] = flat[i + 1] end
+  local function text(name)
+    local x = v[name]
+    if x == nil or x == '' then return 'null' end
+    return cjson.encode(x)
+  end
+  local function raw(name, default)
+    local x = v[name]
+    if x == nil or x == '' then return default end
+    return x
+  end
+  local parts = {}
+  for _, name in ipairs({'job_id', 'status', 'created_at', 'started_at', 'ended_at'}) do
+    parts[#parts + 1] = '"' .. name .. '":' .. text(name)
+  end
+  parts[#parts + 1] = '"result":' .. raw('result', 'null')
+  parts[#parts + 1] = '"error":' .. raw('error', 'null')
+  local meta = raw('meta', '{}')
+  if meta == 'null' then meta = '{}' end
+  parts[#parts + 1] = '"meta":' .. meta
+  parts[#parts + 1] = '"attempt":' .. raw('attempt', '0')
+  for _, name in ipairs({'queue', 'pipeline', 'repository', 'worker', 'not_before', 'reason',
+                         'delivery_id'}) do
+    parts[#parts + 1] = '"' .. name .. '":' .. text(name)
+  end
+  parts[#parts + 1] = '"duration":' .. raw('duration', 'null')
+  return '{' .. table.concat(parts, ',') .. '}'
+end
+
 local prefix = ARGV[1]
 local results = {}
+local dirty = {}
 if ARGV[3] ~= '' and (redis.call('GET', KEYS[1]) or '0') ~= ARGV[3] then return results end
 local a = 4
 local k = 6
@@ -95,53 +130,80 @@ for n = 1, tonumber(ARGV[2]) do
 
   redis.call('ZADD', evkey, at, summary)
   local cur = redis.call('HMGET', jobkey, 'rank', 'status', 'queue', 'pipeline',
-    'repository', 'created_ms')
+    'repository', 'created_ms', 'queued_ms', 'expires_ms')
   local old = cur[2]
+  -- The fields the rest needs, as they are after this event (no second read).
+  local now = {queue = cur[3], pipeline = cur[4], repository = cur[5], queued_ms = cur[7]}
   local applied = 0
+  local rescore = not cur[6] or created < tonumber(cur[6])
+  local set = {}
   if tonumber(cur[1] or '-1') < rank and (not old or ALLOWED[old][status]) then
     applied = 1
-    if nclear > 0 then redis.call('HDEL', jobkey, unpack(ARGV, cs, ps - 1)) end
-    if npairs > 0 then redis.call('HSET', jobkey, unpack(ARGV, first, first + npairs - 1)) end
-    redis.call('HSET', jobkey, 'rank', rank, 'status', status)
+    local drop = {}
+    for i = cs, ps - 1 do
+      drop[#drop + 1] = ARGV[i]
+      now[ARGV[i]] = nil
+    end
+    if ttl == 0 and cur[8] then drop[#drop + 1] = 'expires_ms' end
+    if #drop > 0 then redis.call('HDEL', jobkey, unpack(drop)) end
+    for i = first, first + npairs - 1, 2 do
+      set[#set + 1] = ARGV[i]
+      set[#set + 1] = ARGV[i + 1]
+      now[ARGV[i]] = ARGV[i + 1]
+    end
+    set[#set + 1] = 'rank'
+    set[#set + 1] = rank
+    set[#set + 1] = 'status'
+    set[#set + 1] = status
     if ttl > 0 then
-      redis.call('HSET', jobkey, 'expires_ms', at + ttl)
+      set[#set + 1] = 'expires_ms'
+      set[#set + 1] = at + ttl
       redis.call('ZADD', KEYS[2], at + ttl, job)
-    else
-      redis.call('HDEL', jobkey, 'expires_ms')
+    elseif cur[8] then
       redis.call('ZREM', KEYS[2], job)
     end
   end
-  local rescore = false
-  if not cur[6] or created < tonumber(cur[6]) then
-    redis.call('HSET', jobkey, 'created_ms', created, 'created_at', created_at)
-    rescore = true
+  if rescore then
+    set[#set + 1] = 'created_ms'
+    set[#set + 1] = created
+    set[#set + 1] = 'created_at'
+    set[#set + 1] = created_at
   end
+  if #set > 0 then redis.call('HSET', jobkey, unpack(set)) end
   if applied == 1 or rescore then
-    local now = redis.call('HMGET', jobkey, 'status', 'queue', 'pipeline', 'repository',
-      'created_ms', 'queued_ms')
-    local after = indexes(prefix, now[1], {now[2], now[3], now[4]})
-    if applied == 1 and old then
-      for name in pairs(indexes(prefix, old, {cur[3], cur[4], cur[5]})) do
+    local score = created
+    if not rescore then score = cur[6] end
+    local after = indexes(prefix, applied == 1 and status or old,
+      {now.queue, now.pipeline, now.repository})
+    local before = {}
+    if old then before = indexes(prefix, old, {cur[3], cur[4], cur[5]}) end
+    if applied == 1 then
+      for name in pairs(before) do
         if not after[name] then redis.call('ZREM', name, job) end
       end
     end
-    for name in pairs(after) do redis.call('ZADD', name, now[5], job) end
+    for name in pairs(after) do
+      if rescore or not before[name] then redis.call('ZADD', name, score, job) end
+    end
     if applied == 1 then
-      local q, p = now[2] or '', now[3] or ''
+      local q, p = now.queue or '', now.pipeline or ''
       if FINAL[status] then
         redis.call('HINCRBY', KEYS[3], q .. '\\t' .. p .. '\\t' .. status, 1)
         if duration ~= '' and (status == 'finished' or status == 'failed') then
           observe(KEYS[4], q .. '\\t' .. p, tonumber(duration))
         end
       end
-      if status == 'started' and now[6] then
-        local wait = (at - tonumber(now[6])) / 1000
+      if status == 'started' and now.queued_ms then
+        local wait = (at - tonumber(now.queued_ms)) / 1000
         if wait >= 0 then observe(KEYS[5], q, wait) end
       end
     end
+    dirty[jobkey] = true
   end
   results[n] = applied
 end
+-- Once per job per call, however many of its events the call applied.
+for jobkey in pairs(dirty) do redis.call('HSET', jobkey, 'json', render_view(jobkey)) end
 return results
 """
 )
@@ -251,9 +313,11 @@ async def snapshot(redis: Redis, views: ViewKeys) -> tuple[Model, dict[str, set[
     async for raw_key in redis.scan_iter(match=views.pattern, count=1000):
         key = _s(raw_key)
         if key.startswith(job_head):
-            model.views[key[len(job_head) :]] = {
-                _s(k): _s(v) for k, v in (await redis.hgetall(key)).items()
-            }
+            view = {_s(k): _s(v) for k, v in (await redis.hgetall(key)).items()}
+            job_id = key[len(job_head) :]
+            if "json" in view:
+                model.rendered[job_id] = view.pop("json")
+            model.views[job_id] = view
         elif key.startswith(events_head):
             members = await redis.zrange(key, 0, -1, withscores=True)
             model.histories[key[len(events_head) :]] = {(int(s), _s(m)) for m, s in members}
