@@ -283,7 +283,7 @@ async def get_job_document(redis: Redis, keys: Keys, job_id: str) -> bytes | Non
 async def read_view(redis: Redis, keys: Keys, job_id: str) -> dict[str, str] | None:
     """The stored fields of one job's view, or None if unknown or expired."""
     views = await current_views(redis, keys)
-    raw = await redis.hgetall(views.job(job_id))
+    raw: Any = await redis.hgetall(views.job(job_id))
     if not raw:
         return None
     view = _text(raw)
@@ -391,7 +391,7 @@ def _int(text: str | None) -> int:
 async def list_workers(redis: Redis, keys: Keys, ttl: float) -> list[dict[str, Any]]:
     """Every registered worker with its state: ``busy``, ``idle`` or ``dead`` (no heartbeat
     for ``ttl`` seconds). Fields a worker did not publish are None."""
-    members = await redis.zrange(keys.workers, 0, -1, withscores=True)
+    members: Any = await redis.zrange(keys.workers, 0, -1, withscores=True)
     if not members:
         return []
     async with redis.pipeline(transaction=False) as pipe:
@@ -454,7 +454,8 @@ async def group_backlog(redis: Redis, stream: str, group: str) -> dict[str, int]
         last = last.decode() if isinstance(last, bytes) else str(last)
         lag = info.get("lag")
         if lag is None:
-            lag = len(await redis.xrange(stream, min=f"({last}", count=SCAN_BUDGET))
+            entries: Any = await redis.xrange(stream, min=f"({last}", count=SCAN_BUDGET)
+            lag = len(entries)
         return {"pending": int(info.get("pending") or 0), "lag": int(lag)}
     return None
 

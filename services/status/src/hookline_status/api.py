@@ -281,7 +281,12 @@ async def health_body(
     workers = info["workers"]
     live = [w for w in workers if w["state"] != "dead"]
     services: dict[str, Any] = {
-        "status": {**consumer, "ok": consumer_ok, "generation": info["generation"]},
+        "status": {
+            **consumer,
+            **info["backlog"].get("status", {}),
+            "ok": consumer_ok,
+            "generation": info["generation"],
+        },
         "workers": {
             "live": len(live),
             "busy": sum(1 for w in live if w["state"] == "busy"),

@@ -11,6 +11,7 @@ import heapq
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 from hookline.events import decode
@@ -113,7 +114,7 @@ async def _read_stream(
 ) -> AsyncIterator[tuple[StreamId, bytes | None]]:
     low = f"({format_id(after)}" if after != (0, 0) else "-"
     while True:
-        batch = await redis.xrange(stream, min=low, max=str(until_ms), count=chunk)
+        batch: Any = await redis.xrange(stream, min=low, max=str(until_ms), count=chunk)
         for entry_id, fields in batch:
             yield parse_id(entry_id), (fields or {}).get(EVENT_FIELD)
         if len(batch) < chunk:

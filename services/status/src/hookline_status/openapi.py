@@ -375,7 +375,8 @@ def document() -> dict[str, Any]:
 def allowed_methods(path: str) -> list[str]:
     """The methods the document lists for ``path`` (literal paths win over templates,
     as in the router); HEAD goes with GET."""
-    literal, templated = [], []
+    literal: list[dict[str, Any]] = []
+    templated: list[dict[str, Any]] = []
     for template, operations in document()["paths"].items():
         pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
         if re.fullmatch(pattern, path):

@@ -300,8 +300,8 @@ async def sweep_expired(
     return removed
 
 
-def _s(raw: bytes) -> str:
-    return raw.decode()
+def _s(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 async def snapshot(redis: Redis, views: ViewKeys) -> tuple[Model, dict[str, set[str]]]:
@@ -319,15 +319,14 @@ async def snapshot(redis: Redis, views: ViewKeys) -> tuple[Model, dict[str, set[
                 model.rendered[job_id] = view.pop("json")
             model.views[job_id] = view
         elif key.startswith(events_head):
-            members = await redis.zrange(key, 0, -1, withscores=True)
+            members: Any = await redis.zrange(key, 0, -1, withscores=True)
             model.histories[key[len(events_head) :]] = {(int(s), _s(m)) for m, s in members}
         elif key.startswith(index_head):
             indexes[key[len(index_head) :]] = {_s(m) for m in await redis.zrange(key, 0, -1)}
-    for key, target in (
-        (views.metric_completed, model.completed),
-        (views.metric_duration, model.duration),
-        (views.metric_wait, model.wait),
-    ):
-        for name, value in (await redis.hgetall(key)).items():
-            target[_s(name)] = float(value) if target is not model.completed else int(value)  # type: ignore[assignment]
+    completed: Any = await redis.hgetall(views.metric_completed)
+    model.completed = {_s(name): int(value) for name, value in completed.items()}
+    for key, target in ((views.metric_duration, model.duration), (views.metric_wait, model.wait)):
+        stored: Any = await redis.hgetall(key)
+        for name, value in stored.items():
+            target[_s(name)] = float(value)
     return model, indexes

@@ -66,15 +66,15 @@ def _histogram(
     family = HistogramMetricFamily(name, documentation, labels=labels)
     series: dict[tuple[str, ...], dict[str, float]] = {}
     for key, value in stored.items():
-        *values, part = key.split("\t")
-        if len(values) == len(labels):
-            series.setdefault(tuple(values), {})[part] = value
+        *head, part = key.split("\t")
+        if len(head) == len(labels):
+            series.setdefault(tuple(head), {})[part] = value
     for values, parts in sorted(series.items()):
         buckets: list[tuple[str, float]] = []
         running = 0.0
         for i, bound in enumerate(DURATION_BUCKETS):
             running += parts.get(f"b{i}", 0.0)
-            buckets.append((floatToGoString(bound), running))
+            buckets.append((floatToGoString(bound), running))  # type: ignore[no-untyped-call]
         running += parts.get("binf", 0.0)
         buckets.append(("+Inf", running))
         family.add_metric(list(values), buckets, parts.get("sum", 0.0))
