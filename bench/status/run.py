@@ -133,10 +133,11 @@ async def unread(redis: aioredis.Redis, keys: Keys) -> int:
         group = next((g for g in groups if g["name"] == GROUP_STATUS.encode()), None)
         if group is None:
             return -1
-        last = group["last-delivered-id"].decode()
-        left += int(group["pending"]) + len(
-            await redis.xrange(stream, min=f"({last}", count=1_000_000)
-        )
+        lag = group.get("lag")
+        if lag is None:  # Redis < 7: is anything left after the last delivered entry?
+            last = group["last-delivered-id"].decode()
+            lag = len(await redis.xrange(stream, min=f"({last}", count=1))
+        left += int(group["pending"]) + int(lag)
     return left
 
 
@@ -209,7 +210,7 @@ async def main() -> None:
         status = start_status(server.url, port, tmp / "status.log")
         await wait_healthy(port, status)
         while await unread(redis, keys) != 0:  # noqa: ASYNC110 - polling another process
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
         consumer_rate = events / (time.perf_counter() - started)
 
         script = tmp / "ids.lua"
