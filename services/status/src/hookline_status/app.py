@@ -124,7 +124,7 @@ def build(settings: StatusSettings) -> Service[StatusSettings]:
         streams=streams,
         handler=handle,
         metrics=consumer_metrics,
-        count=500,
+        count=200,  # per stream: bounds how long one commit holds Redis (reads wait)
         applied=applied,
     )
 
