@@ -507,3 +507,20 @@ async def test_metrics_pass_promtool_and_survive_a_restart(
     assert first['hookline_queue_length{queue="video"}'] == 1
     assert first['rq_workers{name="w1",queues="pipeline_tasks,video",state="busy"}'] == 1
     assert first['hookline_workers{state="busy"}'] == 1
+
+
+async def test_without_redis_reads_are_503_and_health_says_so(base_env: dict[str, str]) -> None:
+    env = app_env(base_env, HOOKLINE_ADMIN_TOKEN=ADMIN, REDIS_URL="redis://127.0.0.1:1/0")
+    service = build(load(env))
+    async with serve(service.app) as c:
+        status, body = await get(c, "/health")
+        assert status == 503
+        assert body["status"] == "unhealthy"
+        assert body["redis_connected"] is False
+        for path in ("/jobs", "/jobs/x", "/jobs/x/events", "/workers"):
+            status, body = await get(c, path)
+            assert status == 503, path
+            assert body["error"] == "redis_unavailable"
+        response = await c.post("/jobs/requeue-failed", headers=AUTH)
+        assert response.status == 503
+        assert (await c.get("/metrics")).status == 200
