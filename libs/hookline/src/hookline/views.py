@@ -14,7 +14,7 @@ from typing import Any, Final
 import msgspec
 from redis.exceptions import ResponseError
 
-from hookline.keys import GROUP_DISPATCHER, GROUP_STATUS, GROUP_WORKERS, Keys, ViewKeys
+from hookline.keys import GROUP_DISPATCHER, GROUP_STATUS, Keys, ViewKeys
 from hookline.queues import QueueStats, known_queues, queue_stats
 from hookline.redis_client import Redis
 
@@ -494,7 +494,6 @@ def _now_ms() -> int:
 __all__ = [
     "DEFAULT_LIMIT",
     "DIMENSIONS",
-    "GROUP_WORKERS",
     "LIST_STATUSES",
     "MAX_LIMIT",
     "STATUSES",
@@ -504,8 +503,10 @@ __all__ = [
     "QueryError",
     "count_jobs",
     "get_job",
+    "get_job_document",
     "index_names",
     "job_history",
+    "list_job_documents",
     "list_jobs",
     "list_workers",
     "parse_job_query",
