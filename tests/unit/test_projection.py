@@ -150,3 +150,111 @@ def test_permutations_of_one_attempt_agree() -> None:
         for order in itertools.permutations([RECEIVED, QUEUED_1, STARTED_1, FAILED_1])
     }
     assert finals == {"failed"}
+
+
+# -- transitions, expiry, creation time, metrics (the Model twin of the Lua script) ------
+
+import random as _random  # noqa: E402
+
+from hookline_status.projection import TRANSITIONS, Model, allowed, project  # noqa: E402
+from support.jobs import PATHS, history  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "ok"),
+    [
+        (None, "skipped", True),
+        ("queued", "skipped", True),
+        ("skipped", "queued", False),
+        ("skipped", "started", False),
+        ("failed", "queued", True),
+        ("finished", "queued", True),
+        ("canceled", "deferred", True),
+        ("started", "skipped", False),
+        ("finished", "skipped", False),
+    ],
+)
+def test_transition_table(old: str | None, new: str, ok: bool) -> None:
+    assert allowed(old, new) is ok
+
+
+def test_every_status_has_a_row_in_the_transition_table() -> None:
+    from hookline_status.projection import STATUSES
+
+    assert set(TRANSITIONS) == set(STATUSES)
+
+
+def test_nothing_follows_a_skipped_job() -> None:
+    late = JobQueued(**IDS, attempt=1, spec=JobSpec(pipeline="demo"), occurred_at=at(5))
+    assert status_after([RECEIVED, SKIPPED, late]) == "skipped"
+
+
+@pytest.mark.parametrize(
+    ("path", "ttl_field", "expires_after"),
+    [
+        ("finish", "result_ttl", 60.0),
+        ("fail", "failure_ttl", 120.0),
+    ],
+)
+def test_ended_views_expire_after_their_pipelines_ttl(
+    path: str, ttl_field: str, expires_after: float
+) -> None:
+    events = history("j", path=path, **{ttl_field: expires_after})
+    view = fold(events)["j"]
+    ended = int(datetime.fromisoformat(view["ended_at"]).timestamp() * 1000)
+    assert int(view["expires_ms"]) == ended + int(expires_after * 1000)
+
+
+def test_a_new_attempt_cancels_the_expiry() -> None:
+    again = JobQueued(**IDS, attempt=3, spec=JobSpec(pipeline="demo"), occurred_at=at(30))
+    assert "expires_ms" not in fold([*HISTORY, again])["j1"]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_creation_time_is_the_earliest_whatever_the_order(seed: int) -> None:
+    events = history("j", path="retry-then-finish")
+    shuffled = _random.Random(seed).sample(events, len(events))
+    view = fold(shuffled)["j"]
+    assert view["created_at"] == at(0).isoformat()
+    assert view["created_ms"] == str(int(at(0).timestamp() * 1000))
+
+
+def test_the_model_counts_outcomes_durations_and_waits_once() -> None:
+    model = Model()
+    for path in PATHS:
+        for event in history(path, path=path) * 2:  # everything delivered twice
+            if (update := project(event)) is not None:
+                model.apply(update)
+    assert model.completed == {
+        "pipeline_tasks\tdemo\tfinished": 2,
+        "pipeline_tasks\tdemo\tfailed": 2,
+        "pipeline_tasks\tdemo\tcanceled": 1,
+        "\t\tskipped": 1,
+    }
+    assert model.duration["pipeline_tasks\tdemo\tcount"] == 4
+    assert model.wait["pipeline_tasks\tcount"] == 5  # every start, retries included
+
+
+def test_history_keeps_stale_and_reordered_events_once() -> None:
+    model = Model()
+    for event in [*HISTORY, *reversed(HISTORY)]:
+        if (update := project(event)) is not None:
+            model.apply(update)
+    assert len(model.histories["j1"]) == len(HISTORY)
+
+
+def test_a_purged_failed_job_expires_at_once_without_counting_again() -> None:
+    from hookline.events import JobPurged
+
+    failed = [RECEIVED, QUEUED_1, STARTED_1, FAILED_1]
+    purge = JobPurged(**IDS, attempt=1, queue="pipeline_tasks", occurred_at=at(20))
+    model = Model()
+    for event in [*failed, purge, purge]:
+        if (update := project(event)) is not None:
+            model.apply(update)
+    assert sum(model.completed.values()) == 1
+    view = model.views["j1"]
+    assert view["status"] == "failed"
+    assert int(view["expires_ms"]) <= int(at(20).timestamp() * 1000) + 1
+    assert model.sweep(int(at(21).timestamp() * 1000)) == 1
+    assert "j1" not in model.views

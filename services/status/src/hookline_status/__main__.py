@@ -1,12 +1,21 @@
-"""``python -m hookline_status``: the job views, the HTTP API and system metrics."""
+"""``python -m hookline_status [--rebuild]``: the job views, the HTTP API and system
+metrics; with ``--rebuild``, replay every stream into fresh views and switch to them."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import os
 import sys
+from collections.abc import Sequence
 
-from hookline.service import run_service
+from hookline.errors import ConfigError
+from hookline.keys import Keys
+from hookline.redis_client import UNAVAILABLE, connect
+from hookline.service import fail, run_service
 
 from hookline_status.app import build
+from hookline_status.maintenance import RebuildBusy, rebuild
 from hookline_status.settings import StatusSettings, load
 
 
@@ -14,7 +23,46 @@ def _listen(settings: StatusSettings) -> tuple[str, int, str]:
     return settings.host, settings.port, "HOOKLINE_STATUS_PORT"
 
 
-def main() -> int:
+async def _rebuild(settings: StatusSettings) -> int:
+    redis = connect(settings.redis_url, client_name="hookline-status-rebuild")
+    try:
+        report = await rebuild(redis, Keys(settings.prefix))
+    except RebuildBusy as exc:
+        print(f"hookline: error: {exc}", file=sys.stderr)
+        return 1
+    except UNAVAILABLE as exc:
+        print(
+            f"hookline: error: cannot reach Redis at {settings.redis_url}: {exc}", file=sys.stderr
+        )
+        return 1
+    finally:
+        await redis.aclose()
+    print(
+        f"rebuilt generation {report.new_generation} (was {report.old_generation}) from "
+        f"{report.entries} entries: {report.applied} view changes, "
+        f"{report.undecodable} undecodable entries skipped, in {report.seconds:.2f}s"
+    )
+    return 0
+
+
+def rebuild_main() -> int:
+    try:
+        settings = load(os.environ)
+    except ConfigError as exc:
+        return fail(str(exc))
+    return asyncio.run(_rebuild(settings))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hookline status")
+    parser.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="replay every stream into fresh views, switch to them atomically, and exit",
+    )
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.rebuild:
+        return rebuild_main()
     return run_service("status", load, build, _listen)
 
 

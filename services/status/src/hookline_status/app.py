@@ -1,59 +1,108 @@
-"""The status process: the projection consumer, the HTTP API and system metrics."""
+"""The status process: the projection consumer, stream upkeep, the HTTP API and metrics."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 
 from aiohttp import web
-from hookline.consumer import Consumer, Entry, Op
-from hookline.events import AnyEvent, JobFinished
+from hookline.consumer import Acks, Consumer, Entry, Op, commit, sleep_unless
+from hookline.events import AnyEvent
 from hookline.keys import GROUP_STATUS, Keys
+from hookline.logs import get_logger
 from hookline.metrics import (
     CONTENT_TYPE_LATEST,
-    DURATION_BUCKETS,
     CollectorRegistry,
     ConsumerMetrics,
-    Gauge,
-    Histogram,
+    Counter,
     render,
 )
-from hookline.queues import known_queues, queue_stats
-from hookline.redis_client import UNAVAILABLE, connect, lifespan
+from hookline.queues import known_queues
+from hookline.redis_client import UNAVAILABLE, Redis, connect, lifespan
 from hookline.service import Service
+from hookline.views import generation
 from hookline.web import json_response
 
 from hookline_status.api import KEYS, REDIS, SETTINGS, add_routes, health_body
-from hookline_status.projection import STATUSES, project
+from hookline_status.maintenance import StreamId, in_causal_order, parse_id, trim_streams
+from hookline_status.projection import ViewUpdate, project
 from hookline_status.settings import StatusSettings
-from hookline_status.store import apply_op, count_by_status, sweep_expired
+from hookline_status.store import apply_ops, sweep_expired
+from hookline_status.system_metrics import SnapshotCollector, read_snapshot
+
+# Marks a handler's result as a view update; the batch turns them into batched Lua calls.
+UPDATE = "view-update"
 
 
-class StatusMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.consumer = ConsumerMetrics(registry)
-        self.jobs = Gauge(
-            "hookline_jobs", "Jobs by status (from the projection).", ["status"], registry=registry
-        )
-        self.queue_length = Gauge(
-            "hookline_queue_length",
-            "Jobs waiting for a worker, per queue.",
-            ["queue"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "hookline_job_duration_seconds",
-            "Run time of job attempts seen by this status process.",
-            ["queue", "pipeline"],
-            buckets=DURATION_BUCKETS,
-            registry=registry,
-        )
+class ProjectionConsumer(Consumer):
+    """The consumer loop, applying each batch's view updates in stream-id order with as
+    few Lua calls as possible, to the generation current when the batch was read."""
+
+    def __init__(self, *args: object, applied: Counter, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.applied = applied
+
+    async def process(self, entries: list[Entry]) -> None:
+        current = await self._generation()
+        ops: list[Op] = []
+        updates: list[tuple[StreamId, ViewUpdate]] = []
+        acks = Acks(self.group)
+        for entry in entries:
+            result = await self.handle_one(entry)
+            if result is None:
+                continue
+            for op in result:
+                if op and op[0] == UPDATE:
+                    updates.append((parse_id(entry.entry_id), op[1]))
+                else:
+                    ops.append(op)
+            acks.add(entry)
+        ops.extend(apply_ops(self.keys, current, in_causal_order(updates)))
+        await asyncio.shield(commit(self.redis, ops, acks))
+        self.applied.inc(len(updates))
+        self.state.handled += len(entries)
+
+    async def _generation(self) -> int:
+        """The current generation, once no rebuild is catching it up."""
+        while True:
+            current, switching = await self.redis.mget(
+                self.keys.views_generation, self.keys.views_switching
+            )
+            if not switching:
+                return int(current) if current else 0
+            await asyncio.sleep(0.02)
+
+
+async def upkeep(redis: Redis, keys: Keys, settings: StatusSettings, stop: asyncio.Event) -> None:
+    """Sweep expired views and trim the streams, every so often, until stopped."""
+    log = get_logger()
+    last_trim = 0.0
+    while not stop.is_set():
+        try:
+            views = keys.views(await generation(redis, keys))
+            while await sweep_expired(redis, views) and not stop.is_set():
+                pass
+            if time.monotonic() - last_trim >= settings.trim_every:
+                last_trim = time.monotonic()
+                removed = await trim_streams(redis, keys, settings.retention)
+                if removed:
+                    log.info("streams_trimmed", removed=removed)
+        except UNAVAILABLE as exc:
+            log.warning("upkeep_redis_unavailable", error=str(exc))
+        await sleep_unless(stop, settings.sweep_every)
 
 
 def build(settings: StatusSettings) -> Service[StatusSettings]:
     app = web.Application()
     registry = CollectorRegistry()
-    metrics = StatusMetrics(registry)
+    consumer_metrics = ConsumerMetrics(registry)
+    applied = Counter(
+        "hookline_status_updates_total",
+        "Job view updates this status process sent to Redis.",
+        registry=registry,
+    )
     keys = Keys(settings.prefix)
     redis = connect(settings.redis_url, client_name="hookline-status")
     app[SETTINGS] = settings
@@ -62,56 +111,61 @@ def build(settings: StatusSettings) -> Service[StatusSettings]:
 
     async def handle(event: AnyEvent, entry: Entry) -> Sequence[Op]:
         update = project(event)
-        if update is None:
-            return []
-        if isinstance(event, JobFinished) and event.duration is not None:
-            metrics.duration.labels(event.queue or "", event.pipeline or "").observe(event.duration)
-        return [apply_op(keys, update)]
+        return [] if update is None else [(UPDATE, update)]
 
     async def streams() -> list[str]:
         return keys.all_streams(await known_queues(redis, keys))
 
-    last_sweep = 0.0
-
-    async def on_idle() -> list[Op]:
-        nonlocal last_sweep
-        if time.monotonic() - last_sweep > 10:
-            last_sweep = time.monotonic()
-            await sweep_expired(redis, keys, STATUSES)
-        return []
-
-    consumer = Consumer(
+    consumer = ProjectionConsumer(
         redis,
         keys=keys,
         group=GROUP_STATUS,
         name=settings.consumer_name,
         streams=streams,
         handler=handle,
-        metrics=metrics.consumer,
-        count=500,
-        on_idle=on_idle,
+        metrics=consumer_metrics,
+        count=200,  # per stream: bounds how long one commit holds Redis (reads wait)
+        applied=applied,
     )
+
+    async def run(stop: asyncio.Event) -> None:
+        maintenance = asyncio.create_task(upkeep(redis, keys, settings, stop))
+        try:
+            await consumer.run(stop)
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await maintenance
 
     app.cleanup_ctx.append(lifespan(redis))
     add_routes(app)
 
     async def health(_: web.Request) -> web.Response:
-        body = await health_body(app, consumer.state.redis_ok)
+        state = consumer.state
+        detail = {
+            "consumer": consumer.name,
+            "handled": state.handled,
+            "last_error": state.last_error,
+            "uptime_seconds": round(time.time() - state.started_at, 1),
+        }
+        body = await health_body(app, state.redis_ok, detail)
         return json_response(body, status=200 if body["redis_connected"] else 503)
 
     async def metrics_view(_: web.Request) -> web.Response:
+        body = render(registry)
         try:
-            for status, count in (await count_by_status(redis, keys, STATUSES)).items():
-                metrics.jobs.labels(status).set(count)
-            for queue in await known_queues(redis, keys):
-                stats = await queue_stats(redis, keys, queue)
-                metrics.queue_length.labels(queue).set(stats.waiting)
+            snap = await read_snapshot(redis, keys, settings.worker_ttl)
         except UNAVAILABLE:
-            metrics.consumer.redis_up.set(0)
-        response = web.Response(body=render(registry))
+            consumer_metrics.redis_up.set(0)
+            body = render(registry)
+        else:
+            system = CollectorRegistry()
+            system.register(SnapshotCollector(snap))
+            body += render(system)
+        response = web.Response(body=body)
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_view)
-    return Service(app, consumer.run)
+    return Service(app, run)

@@ -17,18 +17,52 @@ class StatusSettings(BaseSettings, frozen=True, kw_only=True):
     port: int = 5002
     name: str = ""
     worker_ttl: Duration = Duration(30)
+    # Bearer token the admin endpoints (POST) require; empty: every POST is refused.
+    admin_token: str = ""
+    # Bearer token the read endpoints require; empty: reads are open.
+    read_token: str = ""
+    # How long a POST waits for the dispatcher's answer before replying 202 pending.
+    command_timeout: Duration = Duration(2)
+    # Stream entries older than this are trimmed (never before every group read them).
+    retention: Duration = Duration(7 * 86400)
+    trim_every: Duration = Duration(60)
+    sweep_every: Duration = Duration(5)
 
     ENV: ClassVar[dict[str, str]] = {
         "host": "HOOKLINE_STATUS_HOST",
         "port": "HOOKLINE_STATUS_PORT",
         "name": "HOOKLINE_STATUS_NAME",
         "worker_ttl": "HOOKLINE_WORKER_TTL",
+        "admin_token": "HOOKLINE_ADMIN_TOKEN",
+        "read_token": "HOOKLINE_READ_TOKEN",
+        "command_timeout": "HOOKLINE_COMMAND_TIMEOUT",
+        "retention": "HOOKLINE_RETENTION",
+        "trim_every": "HOOKLINE_STATUS_TRIM_EVERY",
+        "sweep_every": "HOOKLINE_STATUS_SWEEP_EVERY",
     }
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0 < self.port < 65536:
             raise ConfigError("HOOKLINE_STATUS_PORT", f"{self.port} is not a TCP port")
+        if not 0 < self.command_timeout <= 60:
+            raise ConfigError("HOOKLINE_COMMAND_TIMEOUT", "must be more than 0s and at most 60s")
+        if self.retention < 60:
+            raise ConfigError("HOOKLINE_RETENTION", "must be at least 1m")
+        for name, value in (
+            ("HOOKLINE_STATUS_TRIM_EVERY", self.trim_every),
+            ("HOOKLINE_STATUS_SWEEP_EVERY", self.sweep_every),
+        ):
+            if value <= 0:
+                raise ConfigError(name, "must be more than 0s")
+        for name, token in (
+            ("HOOKLINE_ADMIN_TOKEN", self.admin_token),
+            ("HOOKLINE_READ_TOKEN", self.read_token),
+        ):
+            if token and (
+                len(token) < 16 or not token.isascii() or not token.isprintable() or " " in token
+            ):
+                raise ConfigError(name, "must be at least 16 printable ASCII characters, no spaces")
 
     @property
     def consumer_name(self) -> str:

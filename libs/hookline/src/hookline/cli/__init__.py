@@ -16,7 +16,7 @@ from hookline.errors import ConfigError
 from hookline.service import EXIT_CONFIG
 
 # Modules under hookline.cli with a ``register(subparsers)`` function, in help order.
-AREAS = ("services", "webhook", "config", "commands")
+AREAS = ("services", "webhook", "config", "commands", "views")
 
 
 def build_parser() -> argparse.ArgumentParser:

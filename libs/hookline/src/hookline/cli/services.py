@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for name in SERVICES:
         service = sub.add_parser(name, help=f"run the {name} service")
         service.set_defaults(func=lambda _a, n=name: _run_service(n))
+    sub.choices["status"].add_argument(
+        "--rebuild",
+        action="store_true",
+        help="replay every stream into fresh job views, switch to them atomically, and exit",
+    )
+    sub.choices["status"].set_defaults(func=cmd_status)
     worker = sub.add_parser("worker", help="run a worker")
     add_worker_arguments(worker)
     worker.set_defaults(func=cmd_worker)
@@ -32,6 +38,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _run_service(name: str) -> int:
     module = importlib.import_module(f"hookline_{name}.__main__")
     return int(module.main())
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from hookline_status.__main__ import main
+
+    return main(["--rebuild"] if args.rebuild else [])
 
 
 def cmd_up(args: argparse.Namespace) -> int:

@@ -1,0 +1,228 @@
+"""The operator CLI run as a real program: info, jobs, job, status --rebuild."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from hookline.events import encode
+from hookline.keys import EVENT_FIELD, Keys
+from hookline_status.projection import project
+from hookline_status.store import apply_ops
+from support.jobs import PATHS, history
+
+pytestmark = pytest.mark.e2e
+
+
+def hookline(
+    env: dict[str, str], *args: str, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hookline.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+async def _seed(redis_url: str, keys: Keys, to_streams: bool) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        for i, path in enumerate(PATHS):
+            events = history(
+                f"job-{i}", start=i, path=path, queue="video" if i % 2 else "pipeline_tasks"
+            )
+            updates = [u for e in events if (u := project(e))]
+            for op in apply_ops(keys, 0, updates):
+                await client.execute_command(*op)
+            if to_streams:
+                for e in events:
+                    kind = e.__struct_config__.tag
+                    stream = {
+                        "webhook.received": keys.webhook_received,
+                        "job.started": keys.job_started,
+                        "job.finished": keys.job_finished,
+                        "job.deferred": keys.job_deferred,
+                    }.get(str(kind)) or keys.job_queued(e.spec.queue)  # type: ignore[union-attr]
+                    await client.xadd(stream, {EVENT_FIELD: encode(e)})
+        await client.sadd(keys.queues, "pipeline_tasks", "video")
+        now = int(time.time() * 1000)
+        await client.zadd(keys.workers, {"w1": now})
+        await client.hset(
+            keys.worker("w1"),
+            mapping={
+                "name": "w1",
+                "host": "box",
+                "queues": "video",
+                "busy": 1,
+                "current_jobs": "job-5",
+            },
+        )
+    finally:
+        await client.aclose()
+
+
+def seed(redis_url: str, keys: Keys, to_streams: bool = False) -> None:
+    asyncio.run(_seed(redis_url, keys, to_streams))
+
+
+def test_info_shows_queues_workers_and_jobs(
+    base_env: dict[str, str], redis_url: str, keys: Keys
+) -> None:
+    seed(redis_url, keys)
+    result = hookline(base_env, "info")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "pipeline_tasks" in out
+    assert "video" in out
+    assert "w1" in out
+    assert "busy" in out
+    assert "job-5" in out
+    assert "finished" in out
+    data = json.loads(hookline(base_env, "info", "--json").stdout)
+    assert data["jobs"]["finished"] == 2
+    assert data["workers"][0]["current_jobs"] == ["job-5"]
+
+
+def test_info_interval_refreshes_until_interrupted(
+    base_env: dict[str, str], redis_url: str, keys: Keys
+) -> None:
+    seed(redis_url, keys)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hookline.cli", "info", "--interval", "0.1", "--json"],
+        env={**os.environ, **base_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = json.loads(process.stdout.readline())
+        second = json.loads(process.stdout.readline())
+        assert first["jobs"] == second["jobs"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=10)
+    assert process.returncode == 0, errors
+
+
+def test_info_refreshes_in_place_on_a_terminal(
+    base_env: dict[str, str], redis_url: str, keys: Keys
+) -> None:
+    """Under a pseudo-terminal the screen is cleared before each refresh, like rq info."""
+    import pty
+
+    seed(redis_url, keys)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec the CLI with the pty as its terminal
+        os.environ.update(base_env)
+        os.execv(
+            sys.executable, [sys.executable, "-m", "hookline.cli", "info", "--interval", "0.1"]
+        )
+    output = b""
+    deadline = time.monotonic() + 20
+    try:
+        while output.count(b"\x1b[H\x1b[2J") < 2 and time.monotonic() < deadline:
+            output += os.read(fd, 65536)
+    finally:
+        os.kill(pid, signal.SIGINT)
+        os.waitpid(pid, 0)
+        os.close(fd)
+    assert output.count(b"\x1b[H\x1b[2J") >= 2
+    assert b"queues" in output
+
+
+def test_jobs_lists_filters_and_pages(base_env: dict[str, str], redis_url: str, keys: Keys) -> None:
+    seed(redis_url, keys)
+    result = hookline(base_env, "jobs", "--status", "finished")
+    assert result.returncode == 0, result.stderr
+    assert "job-0" in result.stdout
+    assert "job-2" in result.stdout
+    assert "job-1 " not in result.stdout
+    page = json.loads(hookline(base_env, "jobs", "--limit", "2", "--json").stdout)
+    assert [j["job_id"] for j in page["jobs"]] == ["job-5", "job-4"]
+    rest = json.loads(
+        hookline(
+            base_env, "jobs", "--limit", "100", "--cursor", page["next_cursor"], "--json"
+        ).stdout
+    )
+    assert [j["job_id"] for j in rest["jobs"]] == ["job-3", "job-2", "job-1", "job-0"]
+    video = json.loads(hookline(base_env, "jobs", "--queue", "video", "--json").stdout)
+    assert {j["queue"] for j in video["jobs"]} == {"video"}
+
+
+def test_job_shows_a_view_and_its_events(
+    base_env: dict[str, str], redis_url: str, keys: Keys
+) -> None:
+    seed(redis_url, keys)
+    result = hookline(base_env, "job", "job-2", "--events")
+    assert result.returncode == 0, result.stderr
+    assert "finished" in result.stdout
+    assert "job.deferred" in result.stdout
+    assert "Boom" in result.stdout
+    data = json.loads(hookline(base_env, "job", "job-2", "--events", "--json").stdout)
+    assert data["status"] == "finished"
+    assert [e["worker"] for e in data["events"] if e["type"] == "job.started"] == ["w1", "w2"]
+    assert "events" not in json.loads(hookline(base_env, "job", "job-2", "--json").stdout)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["jobs", "--limit", "0"], "--limit"),
+        (["jobs", "--status", "bogus"], "--status"),
+        (["jobs", "--cursor", "nonsense"], "--cursor"),
+        (["info", "--interval", "0"], "--interval"),
+    ],
+)
+def test_bad_flags_fail_with_a_clear_message(
+    base_env: dict[str, str], args: list[str], message: str
+) -> None:
+    result = hookline(base_env, *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_job_and_unreachable_redis_fail_clearly(base_env: dict[str, str]) -> None:
+    result = hookline(base_env, "job", "nope")
+    assert result.returncode == 1
+    assert "no job with id 'nope'" in result.stderr
+    down = {**base_env, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    result = hookline(down, "info")
+    assert result.returncode == 1
+    assert "cannot reach Redis" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = hookline({**base_env, "HOOKLINE_WORKER_TTL": "soon"}, "info")
+    assert result.returncode == 2
+    assert "HOOKLINE_WORKER_TTL" in result.stderr
+
+
+def test_status_rebuild_switches_to_an_equal_generation(
+    base_env: dict[str, str], redis_url: str, keys: Keys
+) -> None:
+    seed(redis_url, keys, to_streams=True)
+    before = json.loads(hookline(base_env, "jobs", "--limit", "100", "--json").stdout)
+    result = hookline(base_env, "status", "--rebuild")
+    assert result.returncode == 0, result.stderr
+    assert "rebuilt generation 1 (was 0)" in result.stdout
+    after = json.loads(hookline(base_env, "jobs", "--limit", "100", "--json").stdout)
+    assert after == before
+    info: dict[str, Any] = json.loads(hookline(base_env, "info", "--json").stdout)
+    assert info["generation"] == 1
+
+
+def test_status_rebuild_refuses_bad_config(base_env: dict[str, str]) -> None:
+    result = hookline({**base_env, "HOOKLINE_RETENTION": "forever"}, "status", "--rebuild")
+    assert result.returncode == 2
+    assert "HOOKLINE_RETENTION" in result.stderr
