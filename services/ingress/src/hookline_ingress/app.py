@@ -256,7 +256,7 @@ class WebhookView:
         # No body, header value or signature goes into a log line: only the reason.
         get_logger().warning("webhook_refused", status=refusal.status, error=refusal.error)
         response = json_error(refusal.status, refusal.error, refusal.detail)
-        if refusal.status == 413:
+        if refusal.status in (408, 413):
             response.force_close()  # the rest of the body is never read
         return response
 
