@@ -26,6 +26,10 @@ def opened(path: Path) -> Spool:
     return spool
 
 
+def set_aside(path: Path) -> list[Path]:
+    return sorted(path.glob("damaged-*.bin"))
+
+
 async def fill(spool: Spool, count: int) -> None:
     for n in range(count):
         assert await spool.append(entry(n))
@@ -95,7 +99,7 @@ async def test_a_torn_last_frame_is_cut_off_and_set_aside(tmp_path: Path, cut: i
     path.write_bytes(whole[:keep])  # a crash part way through the last append
     again = opened(tmp_path)
     assert [e.delivery_id for e in again.entries()] == ["d0", "d1"]
-    [aside] = tmp_path.glob("damaged-*.bin")
+    [aside] = set_aside(tmp_path)
     assert aside.read_bytes() == whole[len(whole) - last : keep]
     assert await again.append(entry(7))
     again.close()
@@ -115,7 +119,7 @@ async def test_a_corrupt_frame_keeps_what_precedes_it_and_sets_the_rest_aside(
     path.write_bytes(bytes(data))
     again = opened(tmp_path)
     assert [e.delivery_id for e in again.entries()] == ["d0"]
-    [aside] = tmp_path.glob("damaged-*.bin")
+    [aside] = set_aside(tmp_path)
     assert aside.read_bytes() == bytes(data[second:])
 
 
@@ -123,7 +127,7 @@ async def test_garbage_file_loads_as_empty_with_everything_set_aside(tmp_path: P
     (tmp_path / FILE_NAME).write_bytes(b"\x00garbage" * 100)
     spool = opened(tmp_path)
     assert spool.depth == 0
-    assert len(list(tmp_path.glob("damaged-*.bin"))) == 1
+    assert len(list(set_aside(tmp_path))) == 1
 
 
 def test_a_second_process_cannot_share_the_directory(tmp_path: Path) -> None:
