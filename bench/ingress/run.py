@@ -52,6 +52,8 @@ class Result:
     rss_mib: float
     errors: int
     requests: int
+    cpu_us: float = 0.0
+    redis_cpu_us: float = 0.0
 
 
 def targets(port: int, redis_url: str, spool: Path) -> list[Target]:
@@ -95,6 +97,33 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> 
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on {port} after {timeout}s")
+
+
+def tree_pids(pid: int) -> list[int]:
+    found = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of ``pids`` (robust to other load on a shared machine)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
 
 
 def tree_rss(pid: int) -> int:
@@ -167,7 +196,12 @@ def parse_wrk(name: str, out: str, rss: int) -> Result:
 
 
 def bench_one(
-    target: Target, port: int, args: argparse.Namespace, wrk_env: dict[str, str], logs: Path
+    target: Target,
+    port: int,
+    args: argparse.Namespace,
+    wrk_env: dict[str, str],
+    logs: Path,
+    redis_pid: int,
 ) -> Result:
     env = {**os.environ, **target.env}
     log = (logs / f"{target.name.split()[0].lower()}-{port}.log").open("wb")
@@ -185,14 +219,20 @@ def bench_one(
         run_wrk(port, args.warmup, args.connections, {**wrk_env, "BENCH_RUN": uuid.uuid4().hex})
         sampler = RssSampler(proc.pid)
         sampler.start()
+        pids = tree_pids(proc.pid)
+        cpu_before, redis_before = cpu_seconds(pids), cpu_seconds([redis_pid])
         out = run_wrk(
             port, args.duration, args.connections, {**wrk_env, "BENCH_RUN": uuid.uuid4().hex}
         )
+        cpu, redis_cpu = cpu_seconds(pids) - cpu_before, cpu_seconds([redis_pid]) - redis_before
         sampler.done.set()
         sampler.join()
         if args.verbose:
             print(out, file=sys.stderr)
-        return parse_wrk(target.name, out, sampler.peak)
+        result = parse_wrk(target.name, out, sampler.peak)
+        result.cpu_us = cpu / max(result.requests, 1) * 1e6
+        result.redis_cpu_us = redis_cpu / max(result.requests, 1) * 1e6
+        return result
     finally:
         # Only the process group this run started.
         os.killpg(proc.pid, signal.SIGTERM)
@@ -209,15 +249,15 @@ def table(results: list[Result], connections: int) -> str:
     flask = next((r for r in results if "dev server" in r.name), None)
     lines = [
         f"| server ({connections} connections) | req/s | p50 ms | p99 ms | RSS MiB | errors "
-        "| vs bare aiohttp | vs Flask dev server |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| server CPU µs/req | Redis CPU µs/req | vs bare aiohttp | vs Flask dev server |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         vs_bare = f"{r.rps / bare.rps:.2f}x" if bare else "-"
         vs_flask = f"{r.rps / flask.rps:.1f}x" if flask else "-"
         lines.append(
             f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.rss_mib:.0f} "
-            f"| {r.errors} | {vs_bare} | {vs_flask} |"
+            f"| {r.errors} | {r.cpu_us:.0f} | {r.redis_cpu_us:.0f} | {vs_bare} | {vs_flask} |"
         )
     return "\n".join(lines)
 
@@ -252,7 +292,8 @@ def main() -> int:
                     continue
                 client.flushall()
                 print(f"bench: {target.name} ...", file=sys.stderr, flush=True)
-                results.append(bench_one(target, port, args, wrk_env, work))
+                assert redis.process is not None
+                results.append(bench_one(target, port, args, wrk_env, work, redis.process.pid))
             client.close()
         finally:
             redis.stop()

@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
-import structlog
 from aiohttp import web
 from hookline.backoff import reconnect_delay
 from hookline.events import WebhookReceived, encode
@@ -18,6 +18,7 @@ from hookline.logs import get_logger
 from hookline.metrics import DURATION_BUCKETS, CollectorRegistry, Counter, Gauge, Histogram
 from hookline.redis_client import UNAVAILABLE, XADD_ONCE, Redis, connect, lifespan
 from hookline.web import add_ops_routes, json_error, json_response
+from structlog.typing import FilteringBoundLogger as Logger
 
 from hookline_ingress import intake
 from hookline_ingress.intake import Outcome, Refusal
@@ -75,31 +76,28 @@ class Delivery:
         self.deadline = float(settings.redis_timeout)
         self.ttl_ms = int(settings.dedupe_ttl * 1000)
         self.wake = asyncio.Event()
+        # EVALSHA (the script is loaded again by itself after a Redis restart): Redis
+        # neither receives nor hashes the script text on every webhook.
+        self.xadd_once = redis.register_script(XADD_ONCE)
 
     async def append(self, entry: SpoolEntry) -> bool:
         """One atomic dedupe-and-append in Redis; True when appended, False for a
         duplicate. Raises ``UNAVAILABLE`` or ``TimeoutError`` when Redis does not answer."""
         async with asyncio.timeout(self.deadline):
-            appended, _ = await self.redis.eval(
-                XADD_ONCE,
-                2,
-                entry.marker,
-                entry.stream,
-                entry.job_id,
-                self.ttl_ms,
-                EVENT_FIELD,
-                entry.data,
+            appended, _ = await self.xadd_once(
+                keys=[entry.marker, entry.stream],
+                args=[entry.job_id, self.ttl_ms, EVENT_FIELD, entry.data],
             )
         return bool(appended)
 
-    async def deliver(self, entry: SpoolEntry) -> Outcome:
+    async def deliver(self, entry: SpoolEntry, log: Logger) -> Outcome:
         if self.spool.holds(entry.delivery_id):
             return "duplicate"
         if not self.spool.depth:
             try:
                 return "accepted" if await self.append(entry) else "duplicate"
             except (*UNAVAILABLE, TimeoutError) as exc:
-                get_logger().warning("redis_unavailable_spooling", error=type(exc).__name__)
+                log.warning("redis_unavailable_spooling", error=type(exc).__name__)
         spooled = await self.spool.append(entry)
         self.wake.set()
         return "spooled" if spooled else "duplicate"
@@ -124,13 +122,13 @@ class Replayer:
         self.log = get_logger(component="spool_replay")
 
     async def _push(self, entry: SpoolEntry) -> None:
-        with structlog.contextvars.bound_contextvars(delivery_id=entry.delivery_id):
-            appended = await self.delivery.append(entry)
-            self.log.info(
-                "webhook_replayed" if appended else "webhook_replayed_duplicate",
-                job_id=entry.job_id,
-                spooled_for=round(time.time() - entry.spooled_at, 3),
-            )
+        appended = await self.delivery.append(entry)
+        self.log.info(
+            "webhook_replayed" if appended else "webhook_replayed_duplicate",
+            delivery_id=entry.delivery_id,
+            job_id=entry.job_id,
+            spooled_for=round(time.time() - entry.spooled_at, 3),
+        )
 
     async def run(self) -> None:
         spool = self.delivery.spool
@@ -235,6 +233,10 @@ class WebhookView:
         self.metrics = metrics
         self.allowed = frozenset(settings.events)
         self.status_base = settings.status_url.rstrip("/") + "/jobs/"
+        # A concrete logger once (not a lazy proxy that binds on every call), bound per
+        # request to the delivery id below: the hot path stays cheap.
+        self.log: Logger = get_logger().bind()
+        self._counters: dict[tuple[str, str], Any] = {}
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -244,24 +246,31 @@ class WebhookView:
         try:
             intake.check_headers(event, delivery)
         except Refusal as refusal:
-            response, outcome = self._refuse(refusal), refusal.outcome
+            # The delivery id is missing or malformed: not something to log.
+            response, outcome = self._refuse(self.log, refusal), refusal.outcome
         else:
-            with structlog.contextvars.bound_contextvars(delivery_id=delivery, event=event):
-                response, outcome = await self._receive(request, event, delivery)
+            log = self.log.bind(delivery_id=delivery, event=event)
+            response, outcome = await self._receive(request, log, event, delivery)
         self.metrics.seconds.observe(time.perf_counter() - started)
-        self.metrics.webhooks.labels(label, outcome).inc()
+        self._count(label, outcome)
         return response
 
-    def _refuse(self, refusal: Refusal) -> web.Response:
+    def _count(self, event: str, outcome: str) -> None:
+        counter = self._counters.get((event, outcome))
+        if counter is None:
+            counter = self._counters[event, outcome] = self.metrics.webhooks.labels(event, outcome)
+        counter.inc()
+
+    def _refuse(self, log: Logger, refusal: Refusal) -> web.Response:
         # No body, header value or signature goes into a log line: only the reason.
-        get_logger().warning("webhook_refused", status=refusal.status, error=refusal.error)
+        log.warning("webhook_refused", status=refusal.status, error=refusal.error)
         response = json_error(refusal.status, refusal.error, refusal.detail)
         if refusal.status in (408, 413):
             response.force_close()  # the rest of the body is never read
         return response
 
     async def _receive(
-        self, request: web.Request, event: str, delivery: str
+        self, request: web.Request, log: Logger, event: str, delivery: str
     ) -> tuple[web.Response, Outcome]:
         settings = self.settings
         try:
@@ -270,19 +279,19 @@ class WebhookView:
                 raise _too_large(settings.max_body)
             body = await self._read(request)
             if settings.insecure:
-                get_logger().warning("webhook_signature_not_checked", warning=INSECURE_WARNING)
+                log.warning("webhook_signature_not_checked", warning=INSECURE_WARNING)
             intake.check_signature(settings.secrets, body, request.headers)
             document = intake.json_payload(kind, body)
             head = intake.payload_head(document)
         except Refusal as refusal:
-            return self._refuse(refusal), refusal.outcome
+            return self._refuse(log, refusal), refusal.outcome
         if event == "ping":
-            get_logger().info("webhook_ping", hook_id=head.hook_id)
+            log.info("webhook_ping", hook_id=head.hook_id)
             return json_response(
                 {"message": "pong", "delivery_id": delivery, "zen": head.zen}
             ), "ignored"
         if self.allowed and event not in self.allowed:
-            get_logger().info("webhook_ignored", reason="event_not_allowed")
+            log.info("webhook_ignored", reason="event_not_allowed")
             return json_response(
                 {
                     "message": "ignored",
@@ -302,14 +311,14 @@ class WebhookView:
         )
         try:
             outcome = await self.delivery.deliver(
-                self.delivery.entry(delivery, job_id, encode(received))
+                self.delivery.entry(delivery, job_id, encode(received)), log
             )
         except SpoolError as exc:
-            get_logger().error("webhook_not_persisted", error=str(exc))
+            log.error("webhook_not_persisted", error=str(exc))
             return json_error(
                 503, "unavailable", "Redis is unreachable and the spool cannot be written"
             ), "unavailable"
-        get_logger().info("webhook_" + outcome, job_id=job_id)
+        log.info("webhook_" + outcome, job_id=job_id)
         target = (repo.html_url if repo and repo.html_url else None) or "repository"
         return json_response(
             {
@@ -324,6 +333,8 @@ class WebhookView:
         """The whole body, within the size limit (chunked bodies too: reading stops as
         soon as the limit is passed) and the body deadline."""
         try:
+            if request.content.is_eof():  # already all here: no deadline to arm
+                return await request.read()
             async with asyncio.timeout(self.settings.body_timeout):
                 return await request.read()
         except web.HTTPRequestEntityTooLarge:
