@@ -161,3 +161,36 @@ async def _spool_empty(client: TestClient[Any, Any]) -> bool:
 async def _is_blocked(client: TestClient[Any, Any]) -> bool:
     body = await (await client.get("/health")).json()
     return body["redis_connected"] is False
+
+
+async def test_a_redis_refusing_writes_is_treated_as_down(
+    client: TestClient[Any, Any], direct: aioredis.Redis, keys: Keys
+) -> None:
+    """Out of memory under noeviction: Redis answers but refuses the write. The webhook
+    is spooled (202), and appended once Redis takes writes again."""
+    await direct.config_set("maxmemory", "1")
+    try:
+        status, answer = await post(client, "oom-1")
+        assert status == 202, answer
+        assert client.app is not None
+        assert client.app[SPOOL].depth == 1
+        assert await direct.xlen(keys.webhook_received) == 0
+    finally:
+        await direct.config_set("maxmemory", "0")
+    await async_wait_until(lambda: _spool_empty(client), timeout=20, what="the spool replay")
+    assert await delivered(direct, keys) == ["oom-1"]
+
+
+async def test_a_redis_that_lost_its_scripts_gets_the_script_again(
+    client: TestClient[Any, Any], direct: aioredis.Redis, keys: Keys
+) -> None:
+    """A restarted or failed-over Redis has no script cache: NOSCRIPT is not an outage."""
+    assert (await post(client, "before-flush"))[0] == 202
+    await direct.script_flush()
+    replies = await asyncio.gather(*(post(client, f"after-flush-{n}") for n in range(5)))
+    assert {status for status, _ in replies} == {202}
+    assert client.app is not None
+    assert client.app[SPOOL].depth == 0
+    assert sorted(await delivered(direct, keys)) == sorted(
+        ["before-flush", *(f"after-flush-{n}" for n in range(5))]
+    )

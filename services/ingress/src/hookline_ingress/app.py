@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,15 +13,15 @@ from aiohttp import web
 from hookline.backoff import reconnect_delay
 from hookline.events import WebhookReceived, encode
 from hookline.ids import job_id_for_delivery
-from hookline.keys import EVENT_FIELD, Keys
+from hookline.keys import Keys
 from hookline.logs import get_logger
 from hookline.metrics import DURATION_BUCKETS, CollectorRegistry, Counter, Gauge, Histogram
-from hookline.redis_client import UNAVAILABLE, XADD_ONCE, Redis, connect, lifespan
+from hookline.redis_client import UNAVAILABLE, Redis, connect, lifespan
 from hookline.web import add_ops_routes, json_error, json_response
-from redis.exceptions import NoScriptError
 from structlog.typing import FilteringBoundLogger as Logger
 
 from hookline_ingress import intake
+from hookline_ingress.appender import REFUSED, Appender
 from hookline_ingress.intake import Outcome, Refusal
 from hookline_ingress.settings import IngressSettings
 from hookline_ingress.spool import Spool, SpoolEntry, SpoolError
@@ -32,6 +31,9 @@ REDIS: web.AppKey[Redis] = web.AppKey("redis", Redis)
 SPOOL: web.AppKey[Spool] = web.AppKey("spool", Spool)
 METRICS: web.AppKey[IngressMetrics] = web.AppKey("metrics", object)  # type: ignore[arg-type]
 REPLAY: web.AppKey[Replayer] = web.AppKey("replay", object)  # type: ignore[arg-type]
+
+# Redis did not take the append: unreachable, past the deadline, or refusing writes.
+CANNOT_APPEND = (*UNAVAILABLE, TimeoutError, *REFUSED)
 
 # GitHub's headers are short; these caps refuse (400) a request whose header lines or
 # header count are far beyond anything GitHub or a proxy in front of it sends.
@@ -78,22 +80,12 @@ class Delivery:
         self.deadline = float(settings.redis_timeout)
         self.ttl_ms = int(settings.dedupe_ttl * 1000)
         self.wake = asyncio.Event()
-        # EVALSHA: Redis neither receives nor hashes the script text on every webhook.
-        # (redis-py's Script wrapper is avoided: its per-call isinstance check against
-        # a typing Protocol costs more than the rest of this method.)
-        self.sha = hashlib.sha1(XADD_ONCE.encode()).hexdigest()
+        self.appender = Appender(redis, self.ttl_ms, self.deadline)
 
     async def append(self, entry: SpoolEntry) -> bool:
         """One atomic dedupe-and-append in Redis; True when appended, False for a
-        duplicate. Raises ``UNAVAILABLE`` or ``TimeoutError`` when Redis does not answer."""
-        args = (entry.marker, entry.stream, entry.job_id, self.ttl_ms, EVENT_FIELD, entry.data)
-        async with asyncio.timeout(self.deadline):
-            try:
-                appended, _ = await self.redis.evalsha(self.sha, 2, *args)
-            except NoScriptError:  # a restarted or failed-over Redis: load it again
-                await self.redis.script_load(XADD_ONCE)
-                appended, _ = await self.redis.evalsha(self.sha, 2, *args)
-        return bool(appended)
+        duplicate. Raises ``CANNOT_APPEND`` errors when Redis does not take it in time."""
+        return await self.appender.append(entry)
 
     async def deliver(self, entry: SpoolEntry, log: Logger) -> Outcome:
         if self.spool.holds(entry.delivery_id):
@@ -101,7 +93,7 @@ class Delivery:
         if not self.spool.depth:
             try:
                 return "accepted" if await self.append(entry) else "duplicate"
-            except (*UNAVAILABLE, TimeoutError) as exc:
+            except CANNOT_APPEND as exc:
                 log.warning("redis_unavailable_spooling", error=type(exc).__name__)
         spooled = await self.spool.append(entry)
         self.wake.set()
@@ -144,7 +136,7 @@ class Replayer:
             self.delivery.wake.clear()
             try:
                 done = await spool.replay(self._push)
-            except (*UNAVAILABLE, TimeoutError) as exc:
+            except CANNOT_APPEND as exc:
                 failures += 1
                 self.log.info(
                     "spool_replay_waiting_for_redis",
@@ -206,6 +198,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    await replay.delivery.appender.close()
     app[SPOOL].close()
 
 
