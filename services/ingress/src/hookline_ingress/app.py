@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from aiohttp import web
@@ -233,7 +233,7 @@ class WebhookView:
         self.status_base = settings.status_url.rstrip("/") + "/jobs/"
         # A concrete logger once (not a lazy proxy that binds on every call), bound per
         # request to the delivery id below: the hot path stays cheap.
-        self.log: Logger = get_logger().bind()
+        self.log = cast(Logger, get_logger().bind())
         self._counters: dict[tuple[str, str], Any] = {}
 
     async def handle(self, request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from typing import Any
 
 from hookline.keys import EVENT_FIELD
 from hookline.redis_client import XADD_ONCE, Redis
@@ -79,7 +80,7 @@ class Appender:
         finally:
             self._task = None
 
-    async def _run(self, entries: list[SpoolEntry]) -> list[object]:
+    async def _run(self, entries: list[SpoolEntry]) -> list[Any]:
         replies = await self._pipeline(entries)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:  # a restarted or failed-over Redis: load the script, run those again
@@ -89,7 +90,7 @@ class Appender:
                 replies[i] = reply
         return replies
 
-    async def _pipeline(self, entries: list[SpoolEntry]) -> list[object]:
+    async def _pipeline(self, entries: list[SpoolEntry]) -> list[Any]:
         pipe = self.redis.pipeline(transaction=False)
         for e in entries:
             pipe.evalsha(SHA, 2, e.marker, e.stream, e.job_id, self.ttl_ms, EVENT_FIELD, e.data)
