@@ -111,7 +111,8 @@ async def test_while_redis_is_down_webhooks_are_spooled_then_replayed_in_order(
     await async_wait_until(
         lambda: _equals(delivered(direct, keys), ids), timeout=20, what="the spool replay"
     )
-    assert client.app[SPOOL].depth == 0
+    # the stream can show the last entry a moment before the spool lets go of it
+    await async_wait_until(lambda: _spool_empty(client), timeout=10, what="an empty spool")
     health_after = await (await client.get("/health")).json()
     assert health_after["status"] == "ok"
     # the markers were set by the replay: a later redelivery is still a duplicate
