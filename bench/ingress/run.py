@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import math
 import os
 import re
 import shutil
@@ -187,8 +188,9 @@ def parse_wrk(name: str, out: str, rss: int) -> Result:
     return Result(
         name=name,
         rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        p50_ms=parse_ms(latency["50"]),
-        p99_ms=parse_ms(latency["99"]),
+        # wrk prints no distribution when nothing completed: shown as nan, not a crash
+        p50_ms=parse_ms(latency["50"]) if "50" in latency else math.nan,
+        p99_ms=parse_ms(latency["99"]) if "99" in latency else math.nan,
         rss_mib=rss / (1 << 20),
         errors=errors,
         requests=requests,
@@ -229,6 +231,8 @@ def bench_one(
         sampler.join()
         if args.verbose:
             print(out, file=sys.stderr)
+        if "Latency Distribution" not in out:
+            print(f"bench: unexpected wrk output:\n{out}", file=sys.stderr)
         result = parse_wrk(target.name, out, sampler.peak)
         result.cpu_us = cpu / max(result.requests, 1) * 1e6
         result.redis_cpu_us = redis_cpu / max(result.requests, 1) * 1e6
