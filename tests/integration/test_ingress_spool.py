@@ -195,3 +195,30 @@ async def test_a_redis_that_lost_its_scripts_gets_the_script_again(
     assert sorted(await delivered(direct, keys)) == sorted(
         ["before-flush", *(f"after-flush-{n}" for n in range(5))]
     )
+
+
+async def test_when_neither_redis_nor_the_spool_can_take_it_the_answer_is_503(
+    private_redis: EmbeddedRedis, prefix: str, tmp_path: Path
+) -> None:
+    """A full disk (the spool file is /dev/full): the one case answered with a 5xx, so
+    that GitHub shows the delivery failed and it can be redelivered."""
+    spool_dir = tmp_path / "full-spool"
+    spool_dir.mkdir()
+    (spool_dir / "webhooks.spool").symlink_to("/dev/full")
+    settings = load(
+        {
+            "REDIS_URL": private_redis.url,
+            "HOOKLINE_PREFIX": prefix,
+            "GITHUB_WEBHOOK_SECRET": SECRET,
+            "HOOKLINE_INGRESS_SPOOL_DIR": str(spool_dir),
+        }
+    )
+    private_redis.stop()
+    async with serve(create_app(settings)) as client:
+        status, answer = await post(client, "nowhere-1")
+        assert status == 503
+        assert answer["error"] == "unavailable"
+        assert client.app is not None
+        assert client.app[SPOOL].depth == 0
+        metrics = await (await client.get("/metrics")).text()
+        assert 'hookline_webhooks_total{event="push",outcome="unavailable"} 1.0' in metrics

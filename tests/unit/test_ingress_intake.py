@@ -196,6 +196,10 @@ def test_metric_label_is_bounded(event: str, label: str) -> None:
             "HOOKLINE_INGRESS_MAX_BODY",
         ),
         (
+            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_MAX_BODY": str(2 << 30)},
+            "HOOKLINE_INGRESS_MAX_BODY",
+        ),
+        (
             {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_BODY_TIMEOUT": "0"},
             "HOOKLINE_INGRESS_BODY_TIMEOUT",
         ),

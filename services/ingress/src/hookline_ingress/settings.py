@@ -12,6 +12,8 @@ from hookline.errors import ConfigError
 # GitHub gives up on a delivery after 10 s: whatever Redis does, ingress must answer
 # well before that, spool included.
 GITHUB_TIMEOUT = 10.0
+# A body is held in memory and in one spool frame: 1 GiB is far past GitHub's 25 MB.
+MAX_BODY_CAP = 1 << 30
 
 
 class IngressSettings(BaseSettings, frozen=True, kw_only=True):
@@ -57,8 +59,11 @@ class IngressSettings(BaseSettings, frozen=True, kw_only=True):
             )
         if not 0 < self.port < 65536:
             raise ConfigError("HOOKLINE_INGRESS_PORT", f"{self.port} is not a TCP port")
-        if self.max_body <= 0:
-            raise ConfigError("HOOKLINE_INGRESS_MAX_BODY", "must be a positive byte count")
+        if not 0 < self.max_body <= MAX_BODY_CAP:
+            raise ConfigError(
+                "HOOKLINE_INGRESS_MAX_BODY",
+                f"must be a byte count from 1 to {MAX_BODY_CAP} (GitHub sends at most 25 MB)",
+            )
         if not self.status_url.startswith(("http://", "https://")):
             raise ConfigError("HOOKLINE_STATUS_URL", "must be an absolute http(s) URL")
         if self.dedupe_ttl < 1:

@@ -26,9 +26,9 @@ from hookline.logs import get_logger
 
 MAGIC = b"HLS1"
 HEADER = struct.Struct(">4sII")  # magic, length of the entry, crc32 of the entry
-# No single entry can be larger than this (a 25 MiB body plus its envelope); a length
-# above it is a torn or corrupt header, not a real entry.
-MAX_ENTRY = 1 << 30
+# No entry can be larger than this (ingress refuses bodies over 1 GiB; the envelope is
+# small); a length above it is a corrupt header, not a real entry.
+MAX_ENTRY = (1 << 30) + (1 << 20)
 FILE_NAME = "webhooks.spool"
 LOCK_NAME = "spool.lock"
 
@@ -160,6 +160,7 @@ class Spool:
                 "process its own spool directory",
             ) from None
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        _fsync_dir(self.directory)  # the file's own directory entry must survive a crash
         with os.fdopen(os.dup(self._fd), "rb") as f:
             found = scan(f)
         if found.damaged:
@@ -282,11 +283,7 @@ class Spool:
             dst.flush()
             os.fsync(dst.fileno())
         os.replace(tmp, self.path)
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_dir(self.directory)
         os.close(self._fd)
         self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
         self._pending = deque(Frame(f.offset - start, f.size, f.delivery_id) for f in self._pending)
@@ -297,3 +294,11 @@ class Spool:
         """The waiting entries in order (blocking; for inspection and tests)."""
         for frame in list(self._pending):
             yield self._read(frame)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
