@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +22,9 @@ SECRET = "test-secret"
 
 
 @pytest.fixture
-async def client(redis_url: str, prefix: str) -> AsyncIterator[TestClient[Any, Any]]:
+async def client(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> AsyncIterator[TestClient[Any, Any]]:
     settings = load(
         {
             "REDIS_URL": redis_url,
@@ -29,6 +32,7 @@ async def client(redis_url: str, prefix: str) -> AsyncIterator[TestClient[Any, A
             "GITHUB_WEBHOOK_SECRET": SECRET,
             "HOOKLINE_STATUS_URL": "http://status.example:5002",
             "HOOKLINE_INGRESS_MAX_BODY": str(64 * 1024),
+            "HOOKLINE_INGRESS_SPOOL_DIR": str(tmp_path / "spool"),
         }
     )
     async with serve(create_app(settings)) as client:

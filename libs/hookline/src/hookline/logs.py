@@ -10,6 +10,7 @@ import logging
 import sys
 from typing import Any
 
+import msgspec
 import structlog
 
 _LEVELS = {
@@ -20,11 +21,20 @@ _LEVELS = {
 }
 
 
+# msgspec renders a log line several times faster than the stdlib json module; anything
+# it does not know (exceptions, paths) is written as its str().
+_encoder = msgspec.json.Encoder(enc_hook=str)
+
+
+def _dumps(obj: Any, **_: Any) -> str:
+    return _encoder.encode(obj).decode()
+
+
 def configure_logging(service: str, level: str = "info", fmt: str = "auto") -> None:
     """Configure structlog for one process; safe to call more than once."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_dumps)
         if use_json
         else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
     )

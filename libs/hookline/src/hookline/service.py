@@ -57,7 +57,13 @@ def run_service(
     except ConfigError as exc:
         return fail(str(exc))
     configure_logging(name, settings.log_level, settings.log_format)
-    return _run_loop(serve(build(settings), sock))
+    try:
+        service = build(settings)
+    except ConfigError as exc:  # a resource the settings name cannot be used
+        if sock is not None:
+            sock.close()
+        return fail(str(exc))
+    return _run_loop(serve(service, sock))
 
 
 def _run_loop(main: Awaitable[int]) -> int:

@@ -9,40 +9,81 @@ from hookline.config import BaseSettings, load_settings
 from hookline.durations import Duration
 from hookline.errors import ConfigError
 
+# GitHub gives up on a delivery after 10 s: whatever Redis does, ingress must answer
+# well before that, spool included.
+GITHUB_TIMEOUT = 10.0
+# A body is held in memory and in one spool frame: 1 GiB is far past GitHub's 25 MB.
+MAX_BODY_CAP = 1 << 30
+
 
 class IngressSettings(BaseSettings, frozen=True, kw_only=True):
     host: str = "0.0.0.0"
     port: int = 5001
     secrets: list[str] = []
+    insecure: bool = False
+    events: list[str] = []
     status_url: str = "http://127.0.0.1:5002"
     max_body: int = 25 * 1024 * 1024
     dedupe_ttl: Duration = Duration(7 * 86400)
     redis_timeout: Duration = Duration(2.0)
+    body_timeout: Duration = Duration(30.0)
+    spool_dir: str = ".hookline/spool"
 
     ENV: ClassVar[dict[str, str]] = {
         "host": "HOOKLINE_INGRESS_HOST",
         "port": "HOOKLINE_INGRESS_PORT",
         "secrets": "GITHUB_WEBHOOK_SECRET",
+        "insecure": "HOOKLINE_INGRESS_INSECURE",
+        "events": "HOOKLINE_INGRESS_EVENTS",
         "status_url": "HOOKLINE_STATUS_URL",
         "max_body": "HOOKLINE_INGRESS_MAX_BODY",
         "dedupe_ttl": "HOOKLINE_INGRESS_DEDUPE_TTL",
         "redis_timeout": "HOOKLINE_INGRESS_REDIS_TIMEOUT",
+        "body_timeout": "HOOKLINE_INGRESS_BODY_TIMEOUT",
+        "spool_dir": "HOOKLINE_INGRESS_SPOOL_DIR",
     }
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.secrets:
+        if not self.secrets and not self.insecure:
             raise ConfigError(
                 "GITHUB_WEBHOOK_SECRET",
                 "is not set: every webhook must be signed (several secrets may be "
-                "comma-separated for rotation)",
+                "comma-separated for rotation; HOOKLINE_INGRESS_INSECURE=1 accepts "
+                "unsigned webhooks, for local experiments only)",
+            )
+        if self.secrets and self.insecure:
+            raise ConfigError(
+                "HOOKLINE_INGRESS_INSECURE",
+                "is set together with GITHUB_WEBHOOK_SECRET: unset one of them",
             )
         if not 0 < self.port < 65536:
             raise ConfigError("HOOKLINE_INGRESS_PORT", f"{self.port} is not a TCP port")
-        if self.max_body <= 0:
-            raise ConfigError("HOOKLINE_INGRESS_MAX_BODY", "must be a positive byte count")
+        if not 0 < self.max_body <= MAX_BODY_CAP:
+            raise ConfigError(
+                "HOOKLINE_INGRESS_MAX_BODY",
+                f"must be a byte count from 1 to {MAX_BODY_CAP} (GitHub sends at most 25 MB)",
+            )
         if not self.status_url.startswith(("http://", "https://")):
             raise ConfigError("HOOKLINE_STATUS_URL", "must be an absolute http(s) URL")
+        if self.dedupe_ttl < 1:
+            raise ConfigError("HOOKLINE_INGRESS_DEDUPE_TTL", "must be at least 1s")
+        if not 0 < self.redis_timeout <= GITHUB_TIMEOUT / 2:
+            raise ConfigError(
+                "HOOKLINE_INGRESS_REDIS_TIMEOUT",
+                f"must be above 0 and at most {GITHUB_TIMEOUT / 2:g}s, so that a webhook "
+                "is spooled well before GitHub gives up after 10s",
+            )
+        if self.body_timeout <= 0:
+            raise ConfigError("HOOKLINE_INGRESS_BODY_TIMEOUT", "must be above 0")
+        if not self.spool_dir.strip():
+            raise ConfigError("HOOKLINE_INGRESS_SPOOL_DIR", "must name a directory")
+        for event in self.events:
+            if not event.replace("_", "").isalnum() or not event.islower():
+                raise ConfigError(
+                    "HOOKLINE_INGRESS_EVENTS",
+                    f"{event!r} is not a GitHub event name (e.g. push,pull_request)",
+                )
 
 
 def load(env: Mapping[str, str]) -> IngressSettings:

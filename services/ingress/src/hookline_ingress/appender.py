@@ -1,0 +1,97 @@
+"""Dedupe-and-append in Redis, coalesced: the webhooks that arrive while one round trip is
+in flight go together in the next one (a pipeline of ``XADD_ONCE`` scripts, each atomic
+on its own). Idle, a webhook costs one round trip; under load, the round trips and
+their per-call client cost are shared, which is what keeps ingress near a bare XADD.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+from hookline.keys import EVENT_FIELD
+from hookline.redis_client import XADD_ONCE, Redis
+from redis.exceptions import NoScriptError, ResponseError
+
+from hookline_ingress.spool import SpoolEntry
+
+# Redis answered, but cannot take the write now (out of memory under noeviction, a
+# read-only replica after a failover, still loading): for ingress that is the same as
+# "unreachable": the webhook goes to the spool.
+REFUSED = (ResponseError,)
+
+SHA = hashlib.sha1(XADD_ONCE.encode()).hexdigest()
+
+Pending = tuple[SpoolEntry, "asyncio.Future[bool]"]
+
+
+class Appender:
+    def __init__(self, redis: Redis, ttl_ms: int, deadline: float, max_batch: int = 128) -> None:
+        self.redis = redis
+        self.ttl_ms = ttl_ms
+        self.deadline = deadline
+        self.max_batch = max_batch
+        self._pending: list[Pending] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def append(self, entry: SpoolEntry) -> bool:
+        """True when appended, False when the delivery was already there. Raises a
+        Redis connection error, ``ResponseError`` or ``TimeoutError`` (the deadline)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((entry, future))
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain(), name="ingress-appender")
+        async with asyncio.timeout(self.deadline):
+            return await future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                batch = [(entry, future) for entry, future in batch if not future.done()]
+                if not batch:
+                    continue
+                try:
+                    async with asyncio.timeout(self.deadline):
+                        replies = await self._run([entry for entry, _ in batch])
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), reply in zip(batch, replies, strict=True):
+                    if future.done():  # its caller gave up at the deadline
+                        continue
+                    if isinstance(reply, BaseException):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(bool(reply[0]))
+        except asyncio.CancelledError:
+            for _, future in self._pending:
+                future.cancel()
+            raise
+        finally:
+            self._task = None
+
+    async def _run(self, entries: list[SpoolEntry]) -> list[Any]:
+        replies = await self._pipeline(entries)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:  # a restarted or failed-over Redis: load the script, run those again
+            await self.redis.script_load(XADD_ONCE)
+            again = await self._pipeline([entries[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _pipeline(self, entries: list[SpoolEntry]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for e in entries:
+            pipe.evalsha(SHA, 2, e.marker, e.stream, e.job_id, self.ttl_ms, EVENT_FIELD, e.data)
+        return list(await pipe.execute(raise_on_error=False))

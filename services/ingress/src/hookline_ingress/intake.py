@@ -1,0 +1,138 @@
+"""Pure checks of one delivery: headers, media type, signature choice, the JSON inside.
+
+No I/O here: each check returns the JSON payload or raises :class:`Refusal`, which the
+HTTP handler turns into ``{"error", "detail"}`` with the right status.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import parse_qs
+
+import msgspec
+from hookline import signing
+
+# A GitHub delivery id is a GUID; it becomes part of a Redis key, so nothing that could
+# leave the key's shape (braces, spaces, control characters) is accepted.
+_DELIVERY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# GitHub event names: push, pull_request, check_suite, ... (also a metric label).
+_EVENT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+MAX_FORM_FIELDS = 32
+
+Media = Literal["json", "form"]
+# ``unavailable``: neither Redis nor the spool could take the webhook (503).
+Outcome = Literal[
+    "accepted",
+    "duplicate",
+    "ignored",
+    "rejected_signature",
+    "rejected_input",
+    "spooled",
+    "unavailable",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal(Exception):
+    status: int
+    error: str
+    detail: str
+    outcome: Outcome = "rejected_input"
+
+
+class Repository(msgspec.Struct):
+    full_name: str | None = None
+    html_url: str | None = None
+
+
+class PayloadHead(msgspec.Struct):
+    """The few fields ingress reads; the rest of the payload passes through untouched."""
+
+    action: str | None = None
+    repository: Repository | None = None
+    zen: str | None = None
+    hook_id: int | None = None
+
+
+_head_decoder = msgspec.json.Decoder(PayloadHead)
+
+
+def check_headers(event: str, delivery: str) -> None:
+    for name, value, pattern in (
+        ("X-GitHub-Event", event, _EVENT),
+        ("X-GitHub-Delivery", delivery, _DELIVERY),
+    ):
+        if not value:
+            raise Refusal(400, "missing_header", f"{name} header is required")
+        if not pattern.match(value):
+            raise Refusal(400, "invalid_header", f"{name} header is malformed")
+
+
+def media_kind(content_type: str) -> Media:
+    """``content_type`` is the bare media type (parameters such as charset removed)."""
+    kind = content_type.strip().lower()
+    if kind == "application/json":
+        return "json"
+    if kind == "application/x-www-form-urlencoded":
+        return "form"
+    raise Refusal(
+        415,
+        "unsupported_media_type",
+        "Content-Type must be application/json or application/x-www-form-urlencoded",
+    )
+
+
+def check_signature(secrets: Sequence[str], body: bytes, headers: Mapping[str, str]) -> None:
+    """Refuse unless ``X-Hub-Signature-256`` signs ``body`` under one of ``secrets``.
+    With no secrets (insecure mode) every body passes; the caller warns."""
+    if not secrets:
+        return
+    header = headers.get("X-Hub-Signature-256")
+    if header is None and "X-Hub-Signature" in headers:
+        raise Refusal(
+            401,
+            "invalid_signature",
+            "X-Hub-Signature (SHA-1) is not accepted: X-Hub-Signature-256 is required",
+            "rejected_signature",
+        )
+    if not signing.verify(secrets, body, header):
+        raise Refusal(
+            401,
+            "invalid_signature",
+            "X-Hub-Signature-256 is missing or does not match the body",
+            "rejected_signature",
+        )
+
+
+def json_payload(kind: Media, body: bytes) -> bytes:
+    """The JSON document of a delivery: the body itself, or the form's ``payload`` field."""
+    if kind == "json":
+        return body
+    try:
+        form = parse_qs(body, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:
+        raise Refusal(400, "invalid_form", "the form body cannot be parsed") from None
+    values = form.get(b"payload")
+    if not values:
+        raise Refusal(400, "missing_payload", "the form has no payload field")
+    if len(values) > 1:
+        raise Refusal(400, "invalid_form", "the form has more than one payload field")
+    return values[0]
+
+
+def payload_head(document: bytes) -> PayloadHead:
+    """The fields ingress reads; the document must be one JSON object."""
+    try:
+        return _head_decoder.decode(document)
+    except msgspec.ValidationError as exc:
+        raise Refusal(422, "invalid_payload", f"payload is not a GitHub event: {exc}") from None
+    except msgspec.DecodeError:
+        raise Refusal(400, "invalid_json", "the payload is not valid JSON") from None
+
+
+def metric_event(event: str) -> str:
+    """The ``event`` metric label: the header when it is a well-formed event name."""
+    return event if _EVENT.match(event) else "unknown"

@@ -1,0 +1,232 @@
+"""Pure checks of one delivery and the ingress settings, as tables of cases."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+from hookline import signing
+from hookline.errors import ConfigError
+from hookline_ingress import intake
+from hookline_ingress.intake import Refusal
+from hookline_ingress.settings import load
+from multidict import CIMultiDict
+
+SECRETS = ["new", "old"]
+BODY = b'{"zen": "Keep it logically awesome."}'
+
+
+@pytest.mark.parametrize(
+    ("event", "delivery", "error"),
+    [
+        ("push", "72d3162e-cc78-11e3-81ab-4c9367dc0958", None),
+        ("pull_request_review_comment", "a.b:c_d-1", None),
+        ("", "x", "missing_header"),
+        ("push", "", "missing_header"),
+        ("Push", "x", "invalid_header"),
+        ("push event", "x", "invalid_header"),
+        ("p" * 65, "x", "invalid_header"),
+        ("push", "x" * 129, "invalid_header"),
+        ("push", "{other}:key", "invalid_header"),
+        ("push", "a b", "invalid_header"),
+        ("push", "x\u00e9", "invalid_header"),
+    ],
+)
+def test_headers_are_checked(event: str, delivery: str, error: str | None) -> None:
+    if error is None:
+        intake.check_headers(event, delivery)
+        return
+    with pytest.raises(Refusal) as caught:
+        intake.check_headers(event, delivery)
+    assert (caught.value.status, caught.value.error) == (400, error)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "kind"),
+    [
+        ("application/json", "json"),
+        ("APPLICATION/JSON", "json"),
+        ("application/x-www-form-urlencoded", "form"),
+        ("text/plain", None),
+        ("application/octet-stream", None),
+        ("multipart/form-data", None),
+        ("", None),
+    ],
+)
+def test_media_types(content_type: str, kind: str | None) -> None:
+    if kind is not None:
+        assert intake.media_kind(content_type) == kind
+        return
+    with pytest.raises(Refusal) as caught:
+        intake.media_kind(content_type)
+    assert (caught.value.status, caught.value.error) == (415, "unsupported_media_type")
+
+
+def _sha1(secret: str, body: bytes) -> str:
+    import hashlib
+    import hmac
+
+    return "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("secrets", "headers", "ok", "detail_has"),
+    [
+        (SECRETS, {"X-Hub-Signature-256": signing.sign("new", BODY)}, True, ""),
+        (SECRETS, {"X-Hub-Signature-256": signing.sign("old", BODY)}, True, ""),
+        (SECRETS, {"x-hub-signature-256": signing.sign("new", BODY)}, True, ""),
+        (SECRETS, {"X-Hub-Signature-256": signing.sign("other", BODY)}, False, "does not"),
+        (SECRETS, {}, False, "missing"),
+        (SECRETS, {"X-Hub-Signature": _sha1("new", BODY)}, False, "SHA-1"),
+        (
+            SECRETS,
+            {
+                "X-Hub-Signature": _sha1("new", BODY),
+                "X-Hub-Signature-256": signing.sign("bad", BODY),
+            },
+            False,
+            "does not",
+        ),
+        ([], {}, True, ""),  # insecure mode: nothing to check against
+    ],
+)
+def test_signature_choice(
+    secrets: list[str], headers: dict[str, str], ok: bool, detail_has: str
+) -> None:
+    if ok:
+        intake.check_signature(secrets, BODY, CIMultiDict(headers))
+        return
+    with pytest.raises(Refusal) as caught:
+        intake.check_signature(secrets, BODY, CIMultiDict(headers))
+    refusal = caught.value
+    assert (refusal.status, refusal.outcome) == (401, "rejected_signature")
+    assert detail_has in refusal.detail
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "expected", "error"),
+    [
+        ("json", BODY, BODY, None),
+        ("form", urlencode({"payload": BODY}).encode(), BODY, None),
+        ("form", urlencode({"payload": "{}", "other": "x"}).encode(), b"{}", None),
+        ("form", b"other=1", None, "missing_payload"),
+        ("form", b"", None, "missing_payload"),
+        ("form", b"payload=1&payload=2", None, "invalid_form"),
+        ("form", b"&".join(b"f%d=1" % i for i in range(40)), None, "invalid_form"),
+    ],
+)
+def test_json_payload(kind: str, body: bytes, expected: bytes | None, error: str | None) -> None:
+    if error is None:
+        assert intake.json_payload(kind, body) == expected  # type: ignore[arg-type]
+        return
+    with pytest.raises(Refusal) as caught:
+        intake.json_payload(kind, body)  # type: ignore[arg-type]
+    assert (caught.value.status, caught.value.error) == (400, error)
+
+
+@pytest.mark.parametrize(
+    ("document", "status", "error"),
+    [
+        (b"not json", 400, "invalid_json"),
+        (b"", 400, "invalid_json"),
+        (b'{"a": 1', 400, "invalid_json"),
+        (b"[1]", 422, "invalid_payload"),
+        (b"null", 422, "invalid_payload"),
+        (b'{"repository": "x"}', 422, "invalid_payload"),
+    ],
+)
+def test_payload_head_refuses(document: bytes, status: int, error: str) -> None:
+    with pytest.raises(Refusal) as caught:
+        intake.payload_head(document)
+    assert (caught.value.status, caught.value.error) == (status, error)
+
+
+def test_payload_head_reads_the_few_fields() -> None:
+    head = intake.payload_head(
+        b'{"action": "opened", "repository": {"full_name": "o/r"}, "hook_id": 7, "x": [1]}'
+    )
+    assert (head.action, head.repository and head.repository.full_name, head.hook_id) == (
+        "opened",
+        "o/r",
+        7,
+    )
+
+
+@pytest.mark.parametrize(
+    ("event", "label"), [("push", "push"), ("Evil Label", "unknown"), ("", "unknown")]
+)
+def test_metric_label_is_bounded(event: str, label: str) -> None:
+    assert intake.metric_event(event) == label
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        ({}, "GITHUB_WEBHOOK_SECRET"),
+        (
+            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_INSECURE": "1"},
+            "HOOKLINE_INGRESS_INSECURE",
+        ),
+        (
+            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_INSECURE": "maybe"},
+            "HOOKLINE_INGRESS_INSECURE",
+        ),
+        (
+            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_EVENTS": "push,Pull Request"},
+            "HOOKLINE_INGRESS_EVENTS",
+        ),
+        (
+            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_REDIS_TIMEOUT": "9s"},
+            "HOOKLINE_INGRESS_REDIS_TIMEOUT",
+        ),
+        (
+            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_REDIS_TIMEOUT": "0"},
+            "HOOKLINE_INGRESS_REDIS_TIMEOUT",
+        ),
+        (
+            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_DEDUPE_TTL": "0s"},
+            "HOOKLINE_INGRESS_DEDUPE_TTL",
+        ),
+        (
+            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_DEDUPE_TTL": "soon"},
+            "HOOKLINE_INGRESS_DEDUPE_TTL",
+        ),
+        (
+            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_MAX_BODY": "-1"},
+            "HOOKLINE_INGRESS_MAX_BODY",
+        ),
+        (
+            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_MAX_BODY": str(2 << 30)},
+            "HOOKLINE_INGRESS_MAX_BODY",
+        ),
+        (
+            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_BODY_TIMEOUT": "0"},
+            "HOOKLINE_INGRESS_BODY_TIMEOUT",
+        ),
+        (
+            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_SPOOL_DIR": "  "},
+            "HOOKLINE_INGRESS_SPOOL_DIR",
+        ),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], setting: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(env)
+    assert caught.value.setting == setting
+
+
+def test_settings_parse() -> None:
+    settings = load(
+        {
+            "GITHUB_WEBHOOK_SECRET": "new, old",
+            "HOOKLINE_INGRESS_EVENTS": "push, pull_request",
+            "HOOKLINE_INGRESS_DEDUPE_TTL": "3d",
+            "HOOKLINE_INGRESS_REDIS_TIMEOUT": "500ms",
+            "HOOKLINE_INGRESS_SPOOL_DIR": "/var/spool/hookline",
+        }
+    )
+    assert settings.secrets == ["new", "old"]
+    assert settings.events == ["push", "pull_request"]
+    assert (settings.dedupe_ttl, settings.redis_timeout) == (3 * 86400, 0.5)
+    assert settings.spool_dir == "/var/spool/hookline"
+    assert load({"HOOKLINE_INGRESS_INSECURE": "1"}).insecure
