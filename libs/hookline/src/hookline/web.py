@@ -16,6 +16,7 @@ from hookline.metrics import CONTENT_TYPE_LATEST, CollectorRegistry, render
 _json = msgspec.json.Encoder()
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
 
 
@@ -35,9 +36,28 @@ def json_error(status: int, error: str, detail: str) -> web.Response:
     return json_response({"error": error, "detail": detail}, status=status)
 
 
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own 404/405/413 answers become the JSON error shape every client expects."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        name = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status, "http_error")
+        return json_error(exc.status, name, exc.reason)
+
+
+def use_json_errors(app: web.Application) -> None:
+    if json_errors not in app.middlewares:
+        app.middlewares.append(json_errors)
+
+
 def add_ops_routes(app: web.Application, registry: CollectorRegistry, health: HealthCheck) -> None:
     """``GET /health`` (503 unless status is ``ok`` or ``degraded``) and ``GET /metrics``."""
     app[REGISTRY] = registry
+    use_json_errors(app)
 
     async def health_view(_: web.Request) -> web.Response:
         body = await health()

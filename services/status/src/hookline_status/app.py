@@ -21,7 +21,7 @@ from hookline.metrics import (
 from hookline.queues import known_queues, queue_stats
 from hookline.redis_client import UNAVAILABLE, connect, lifespan
 from hookline.service import Service
-from hookline.web import json_response
+from hookline.web import json_response, use_json_errors
 
 from hookline_status.api import KEYS, REDIS, SETTINGS, add_routes, health_body
 from hookline_status.projection import STATUSES, project
@@ -94,6 +94,7 @@ def build(settings: StatusSettings) -> Service[StatusSettings]:
 
     app.cleanup_ctx.append(lifespan(redis))
     add_routes(app)
+    use_json_errors(app)
 
     async def health(_: web.Request) -> web.Response:
         body = await health_body(app, consumer.state.redis_ok)
