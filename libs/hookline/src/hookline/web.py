@@ -12,10 +12,12 @@ from aiohttp import web
 
 from hookline.errors import ConfigError
 from hookline.metrics import CONTENT_TYPE_LATEST, CollectorRegistry, render
+from hookline.redis_client import UNAVAILABLE
 
 _json = msgspec.json.Encoder()
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
 
 
@@ -35,9 +37,36 @@ def json_error(status: int, error: str, detail: str) -> web.Response:
     return json_response({"error": error, "detail": detail}, status=status)
 
 
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own answers (unknown path, wrong method, body too large) in the JSON error
+    shape every client expects; Redis out of reach is a 503, never a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed as exc:
+        response = json_error(405, "method_not_allowed", f"{request.method} is not allowed here")
+        response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+        return response
+    except web.HTTPNotFound:
+        return json_error(404, "not_found", f"no such endpoint: {request.path}")
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        name = {413: "payload_too_large"}.get(exc.status, "http_error")
+        return json_error(exc.status, name, exc.reason)
+    except UNAVAILABLE:
+        return json_error(503, "redis_unavailable", "Redis cannot be reached; try again")
+
+
+def use_json_errors(app: web.Application) -> None:
+    if json_errors not in app.middlewares:
+        app.middlewares.append(json_errors)
+
+
 def add_ops_routes(app: web.Application, registry: CollectorRegistry, health: HealthCheck) -> None:
     """``GET /health`` (503 unless status is ``ok`` or ``degraded``) and ``GET /metrics``."""
     app[REGISTRY] = registry
+    use_json_errors(app)
 
     async def health_view(_: web.Request) -> web.Response:
         body = await health()

@@ -30,7 +30,7 @@ from hookline.views import (
 )
 from hookline.web import json_error, json_response
 
-from hookline_status.openapi import allowed_methods, document
+from hookline_status.openapi import document
 from hookline_status.settings import StatusSettings
 
 SETTINGS: web.AppKey[StatusSettings] = web.AppKey("settings", StatusSettings)
@@ -44,7 +44,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def add_routes(app: web.Application) -> None:
-    app.middlewares.append(json_errors)
     app.router.add_get("/jobs", list_jobs_view)
     app.router.add_post("/jobs/requeue-failed", requeue_failed)
     app.router.add_get("/jobs/{job_id}", get_job_view)
@@ -53,21 +52,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/jobs/{job_id}/cancel", cancel_job)
     app.router.add_get("/workers", workers_view)
     app.router.add_get("/openapi.json", openapi_view)
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Routing errors (unknown path, wrong method) in the API's JSON error shape."""
-    try:
-        return await handler(request)
-    except web.HTTPMethodNotAllowed:
-        response = json_error(405, "method_not_allowed", f"{request.method} is not allowed here")
-        response.headers["Allow"] = ",".join(allowed_methods(request.path))
-        return response
-    except web.HTTPNotFound:
-        return json_error(404, "not_found", f"no such endpoint: {request.path}")
-    except UNAVAILABLE:
-        return _redis_down()
 
 
 def _bearer(request: web.Request) -> str | None:

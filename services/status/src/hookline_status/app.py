@@ -23,7 +23,7 @@ from hookline.queues import known_queues
 from hookline.redis_client import UNAVAILABLE, Redis, connect, lifespan
 from hookline.service import Service
 from hookline.views import generation
-from hookline.web import json_response
+from hookline.web import json_response, use_json_errors
 
 from hookline_status.api import KEYS, REDIS, SETTINGS, add_routes, health_body
 from hookline_status.maintenance import StreamId, in_causal_order, parse_id, trim_streams
@@ -139,6 +139,7 @@ def build(settings: StatusSettings) -> Service[StatusSettings]:
 
     app.cleanup_ctx.append(lifespan(redis))
     add_routes(app)
+    use_json_errors(app)
 
     async def health(_: web.Request) -> web.Response:
         state = consumer.state

@@ -1,0 +1,40 @@
+"""Nothing accepted is lost, whatever dies: the chaos run at test size.
+
+Raise the size from the environment (``HOOKLINE_CHAOS_DELIVERIES``, ``HOOKLINE_CHAOS_SEED``)
+or run ``bench/reliability`` for the longer runs and the report.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from support.chaos import ChaosRun, markdown
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_every_accepted_webhook_ends_in_exactly_one_finished_job_through_chaos(
+    tmp_path: Path,
+) -> None:
+    run = ChaosRun(
+        tmp_path,
+        seed=int(os.environ.get("HOOKLINE_CHAOS_SEED", "7")),
+        deliveries=int(os.environ.get("HOOKLINE_CHAOS_DELIVERIES", "500")),
+        appendfsync="always",
+        redis_kill="sigkill",
+    )
+    report = run.run()
+    print("\n" + markdown([report]))
+    assert len(report.faults) >= 4, "the schedule injected too few faults to mean anything"
+    assert {f.kind for f in report.faults} >= {"kill_worker", "restart_redis"} or (
+        len({f.kind for f in report.faults}) >= 3
+    )
+    assert report.accepted == report.deliveries, f"ingress refused some: {run.answers}"
+    assert report.lost == 0
+    assert report.duplicate_jobs == 0
+    assert report.not_final == 0
+    assert report.failed == 0
+    assert report.metrics_match
+    assert report.leaked_secrets == []

@@ -1,0 +1,390 @@
+"""The chaos run: the whole system as real processes, N real signed webhooks, and a
+seeded schedule of crashes, restarts and outages. Then count what was lost.
+
+Used by ``tests/e2e/test_chaos.py`` (N = 500) and ``bench/reliability`` (longer runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import random
+import threading
+import time
+import urllib.error
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis as sync_redis
+from hookline.embedded_redis import EmbeddedRedis
+from hookline.events import WebhookReceived, decode
+from hookline.keys import EVENT_FIELD, Keys
+
+from support.payloads import payload, signed_headers
+from support.processes import ServiceProcess, http_json
+from support.tcp_proxy import TcpProxy
+from support.waiting import wait_until
+
+SECRET = "chaos-webhook-secret-4b1d"
+ADMIN_TOKEN = "chaos-admin-token-9f3e"
+FAULTS = (
+    "kill_worker",
+    "restart_dispatcher",
+    "restart_status",
+    "restart_redis",
+    "redis_away_from_ingress",
+)
+CONFIG = """
+[pipelines.record]
+handler = "support.pipelines:record"
+timeout = "30s"
+retries = 2
+backoff = { kind = "fixed", base = "1s" }
+
+[[routes]]
+events = ["push"]
+pipeline = "record"
+"""
+
+
+@dataclass
+class Fault:
+    at: float  # seconds since the run started
+    kind: str
+    recovered_after: float | None = None
+
+
+@dataclass
+class Report:
+    seed: int
+    appendfsync: str
+    redis_kill: str
+    deliveries: int = 0
+    accepted: int = 0
+    jobs: int = 0
+    lost: int = 0
+    duplicate_jobs: int = 0
+    not_final: int = 0
+    failed: int = 0
+    executed_more_than_once: int = 0
+    metrics_match: bool = False
+    faults: list[Fault] = field(default_factory=list)
+    leaked_secrets: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def worst_recovery(self) -> float:
+        times = [f.recovered_after for f in self.faults if f.recovered_after is not None]
+        return max(times, default=0.0)
+
+    def by_fault(self) -> dict[str, tuple[int, float]]:
+        out: dict[str, tuple[int, float]] = {}
+        for fault in self.faults:
+            count, worst = out.get(fault.kind, (0, 0.0))
+            out[fault.kind] = (count + 1, max(worst, fault.recovered_after or 0.0))
+        return out
+
+
+class ChaosRun:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        seed: int = 7,
+        deliveries: int = 500,
+        rate: float = 40.0,
+        workers: int = 2,
+        appendfsync: str = "always",
+        redis_kill: str = "sigkill",
+        fault_every: tuple[float, float] = (1.5, 3.0),
+        faults: tuple[str, ...] = FAULTS,
+    ) -> None:
+        self.workdir = workdir
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.deliveries = deliveries
+        self.rate = rate
+        self.worker_count = workers
+        self.appendfsync = appendfsync
+        self.redis_kill = redis_kill
+        self.fault_every = fault_every
+        self.fault_kinds = faults
+        self.prefix = f"chaos{seed}"
+        self.keys = Keys(self.prefix)
+        self.record = workdir / "executions.log"
+        self.logs = workdir / "logs"
+        self.accepted: dict[str, tuple[str, float]] = {}  # delivery -> (job id, when)
+        self.answers: Counter[int] = Counter()
+        self.processes: list[ServiceProcess] = []
+        self.workers: list[ServiceProcess] = []
+        self.start = 0.0
+
+    # -- system ------------------------------------------------------------------------
+    def _env(self, redis_url: str) -> dict[str, str]:
+        config = self.workdir / "hookline.toml"
+        config.write_text(CONFIG)
+        tests_dir = str(Path(__file__).resolve().parents[1])
+        return {
+            "REDIS_URL": redis_url,
+            "HOOKLINE_PREFIX": self.prefix,
+            "GITHUB_WEBHOOK_SECRET": SECRET,
+            "HOOKLINE_ADMIN_TOKEN": ADMIN_TOKEN,
+            "HOOKLINE_CONFIG": str(config),
+            "HOOKLINE_TEST_RECORD": str(self.record),
+            "PYTHONPATH": tests_dir + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            "HOOKLINE_ARTIFACTS_DIR": str(self.workdir / "artifacts"),
+            "HOOKLINE_WORK_DIR": str(self.workdir / "work"),
+            "HOOKLINE_INGRESS_SPOOL_DIR": str(self.workdir / "spool"),
+            "HOOKLINE_INGRESS_REDIS_TIMEOUT": "0.5s",
+            "HOOKLINE_WORKER_LEASE_TIMEOUT": "3s",
+            "HOOKLINE_DISPATCHER_CLAIM_IDLE": "3s",
+            "HOOKLINE_STATUS_CLAIM_IDLE": "3s",
+        }
+
+    def _service(
+        self, name: str, env: dict[str, str], args: list[str] | None = None
+    ) -> ServiceProcess:
+        proc = ServiceProcess(name, env, self.logs, args=args).start(timeout=30)
+        self.processes.append(proc)
+        return proc
+
+    def _new_worker(self) -> ServiceProcess:
+        index = len(self.workers) + 1
+        worker = self._service(
+            "worker", self.env, ["--name", f"chaos-w{index}", "--concurrency", "4"]
+        )
+        self.workers.append(worker)
+        return worker
+
+    def boot(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.redis = EmbeddedRedis(self.workdir / "redis", appendfsync=self.appendfsync).start()
+        self.proxy = TcpProxy(self.redis.port)
+        self.env = self._env(self.redis.url)
+        ingress_env = {**self.env, "REDIS_URL": f"redis://127.0.0.1:{self.proxy.port}/0"}
+        self.status = self._service("status", self.env)
+        self.dispatcher = self._service("dispatcher", self.env)
+        for _ in range(self.worker_count):
+            self._new_worker()
+        self.ingress = self._service("ingress", ingress_env)
+
+    def shutdown(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop(timeout=20)
+        self.proxy.close()
+        self.redis.stop()
+
+    # -- load ----------------------------------------------------------------------------
+    def _deliver_all(self) -> None:
+        body = payload("push", "with-new-branch.payload.json")
+        conn = http.client.HTTPConnection("127.0.0.1", self.ingress.port, timeout=15)
+        interval = 1.0 / self.rate
+        for i in range(self.deliveries):
+            due = self.start + i * interval
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # pacing the load generator, not synchronisation
+            delivery = f"chaos-{self.seed}-{i}"
+            status, answer = self._post(conn, body, delivery)
+            if status is None:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.ingress.port, timeout=15)
+                status, answer = self._post(conn, body, delivery)
+            self.answers[status or 0] += 1
+            if status == 202 and answer:
+                self.accepted[delivery] = (answer["job_id"], time.monotonic() - self.start)
+        conn.close()
+
+    def _post(
+        self, conn: http.client.HTTPConnection, body: bytes, delivery: str
+    ) -> tuple[int | None, dict[str, Any] | None]:
+        try:
+            conn.request(
+                "POST",
+                "/webhook",
+                body=body,
+                headers=signed_headers(SECRET, body, "push", delivery),
+            )
+            reply = conn.getresponse()
+            data = reply.read()
+            return reply.status, json.loads(data) if reply.status == 202 else None
+        except (OSError, http.client.HTTPException):
+            return None, None
+
+    # -- faults ----------------------------------------------------------------------------
+    def schedule(self, duration: float) -> list[Fault]:
+        faults, at = [], 1.0
+        low, high = self.fault_every
+        while at < duration:
+            faults.append(Fault(round(at, 2), self.rng.choice(self.fault_kinds)))
+            at += self.rng.uniform(low, high)
+        return faults
+
+    def inject(self, fault: Fault) -> None:
+        match fault.kind:
+            case "kill_worker":
+                live = [w for w in self.workers if w.process and w.process.poll() is None]
+                self.rng.choice(live).kill()
+                self._new_worker()
+            case "restart_dispatcher":
+                self._restart(self.dispatcher)
+            case "restart_status":
+                self._restart(self.status)
+            case "restart_redis":
+                if self.redis_kill == "sigkill":
+                    self.redis.kill()
+                else:
+                    self.redis.stop()
+                self.redis.start()
+            case "redis_away_from_ingress":
+                self.proxy.cut()
+                time.sleep(self.rng.uniform(2.0, 4.0))  # the outage itself
+                self.proxy.restore()
+            case _:
+                raise ValueError(fault.kind)
+
+    def _restart(self, proc: ServiceProcess) -> None:
+        if self.rng.random() < 0.5:
+            proc.kill()
+        else:
+            proc.stop()
+        proc.start(timeout=30)
+
+    # -- the run ---------------------------------------------------------------------------
+    def run(self) -> Report:
+        report = Report(self.seed, self.appendfsync, self.redis_kill)
+        self.boot()
+        try:
+            duration = self.deliveries / self.rate
+            faults = self.schedule(duration)
+            self.start = time.monotonic()
+            loader = threading.Thread(target=self._deliver_all, daemon=True)
+            loader.start()
+            for fault in faults:
+                delay = self.start + fault.at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)  # the seeded schedule
+                fault.at = time.monotonic() - self.start
+                self.inject(fault)
+            loader.join(timeout=duration + 120)
+            report.faults = faults
+            self._settle()
+            self._count(report)
+        finally:
+            report.seconds = time.monotonic() - self.start
+            self.shutdown()
+        report.leaked_secrets = self._search_logs()
+        return report
+
+    def _views(self) -> dict[str, dict[str, Any]]:
+        views = {}
+        for job_id, _ in self.accepted.values():
+            status, body = http_json(f"{self.status.url}/jobs/{job_id}")
+            if status == 200:
+                views[job_id] = body
+        return views
+
+    def _settle(self, timeout: float = 180.0) -> None:
+        finals = {"finished", "failed", "canceled", "skipped"}
+
+        def all_final() -> bool:
+            try:
+                views = self._views()
+            except (urllib.error.URLError, OSError):
+                return False
+            return len(views) == len(self.accepted) and all(
+                v["status"] in finals for v in views.values()
+            )
+
+        # A job that never ends is counted as not final in the report, not raised here.
+        with contextlib.suppress(AssertionError):
+            wait_until(all_final, timeout, interval=1.0, what="every accepted job to end")
+
+    def _count(self, report: Report) -> None:
+        report.deliveries = self.deliveries
+        report.accepted = len(self.accepted)
+        client = sync_redis.Redis.from_url(self.redis.url)
+        per_delivery: Counter[str] = Counter()
+        for _, fields in client.xrange(self.keys.webhook_received):
+            event = decode(fields[EVENT_FIELD])
+            if isinstance(event, WebhookReceived):
+                per_delivery[event.delivery_id] += 1
+        client.close()
+        report.lost = sum(1 for d in self.accepted if per_delivery[d] == 0)
+        report.duplicate_jobs = sum(1 for n in per_delivery.values() if n > 1)
+        views = self._views()
+        report.jobs = len(views)
+        report.lost += len(self.accepted) - len(views)
+        report.not_final = sum(
+            1 for v in views.values() if v["status"] not in ("finished", "failed")
+        )
+        report.failed = sum(1 for v in views.values() if v["status"] == "failed")
+        runs = (
+            Counter(line.split()[0] for line in self.record.read_text().splitlines())
+            if self.record.exists()
+            else Counter()
+        )
+        report.executed_more_than_once = sum(1 for n in runs.values() if n > 1)
+        report.metrics_match = self._metrics_match(views)
+        self._recovery(report, views)
+
+    def _metrics_match(self, views: dict[str, dict[str, Any]]) -> bool:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.status.url}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+        totals: Counter[str] = Counter()
+        for line in text.splitlines():
+            if line.startswith("hookline_jobs_completed_total{"):
+                labels, value = line.rsplit(" ", 1)
+                outcome = labels.split('outcome="', 1)[1].split('"', 1)[0]
+                totals[outcome] += int(float(value))
+        seen = Counter(v["status"] for v in views.values())
+        return all(totals[s] == seen[s] for s in ("finished", "failed"))
+
+    def _recovery(self, report: Report, views: dict[str, dict[str, Any]]) -> None:
+        """Time from each fault until a job accepted after it has finished: how long
+        until new work flows end to end again."""
+        from datetime import datetime
+
+        wall_start = time.time() - (time.monotonic() - self.start)
+        finished_after: list[tuple[float, float]] = []
+        for job_id, accepted_at in self.accepted.values():
+            view = views.get(job_id)
+            if view and view.get("ended_at"):
+                ended = datetime.fromisoformat(view["ended_at"]).timestamp() - wall_start
+                finished_after.append((accepted_at, ended))
+        for fault in report.faults:
+            later = [ended for accepted_at, ended in finished_after if accepted_at >= fault.at]
+            if later:
+                fault.recovered_after = round(min(later) - fault.at, 3)
+
+    def _search_logs(self) -> list[str]:
+        leaks = []
+        for path in self.logs.glob("*.log"):
+            text = path.read_text(errors="replace")
+            for secret in (SECRET, ADMIN_TOKEN):
+                if secret in text:
+                    leaks.append(f"{path.name}: {secret[:6]}…")
+        return leaks
+
+
+def markdown(reports: list[Report]) -> str:
+    head = (
+        "| seed | appendfsync | Redis stop | deliveries | accepted | jobs | lost | "
+        "duplicate jobs | executed twice+ | not final | worst recovery (s) | faults |"
+    )
+    rows = [head, "|" + "---|" * 12]
+    for r in reports:
+        faults = ", ".join(f"{k} x{n} (<={w:.1f}s)" for k, (n, w) in sorted(r.by_fault().items()))
+        rows.append(
+            f"| {r.seed} | {r.appendfsync} | {r.redis_kill} | {r.deliveries} | "
+            f"{r.accepted} | {r.jobs} | {r.lost} | {r.duplicate_jobs} | "
+            f"{r.executed_more_than_once} | {r.not_final} | {r.worst_recovery:.2f} | "
+            f"{faults} |"
+        )
+    return "\n".join(rows)
