@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -40,7 +39,6 @@ KEYS: web.AppKey[Keys] = web.AppKey("keys", Keys)
 _json = msgspec.json.Encoder()
 _SAFE_HEADER = re.compile(r"[!-~]{1,100}")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def add_routes(app: web.Application) -> None:
