@@ -23,7 +23,7 @@ class JobContext:
     worker: str
     meta: Meta
     artifacts_dir: Path
-    raw_payload: bytes = b"{}"
+    raw_payload: bytes | msgspec.Raw = b"{}"
     log: Any = field(default_factory=structlog.get_logger)
     _payload: dict[str, Any] | None = None
 

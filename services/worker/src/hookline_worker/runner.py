@@ -1,14 +1,24 @@
-"""Running one pipeline: a Python callable or a command in its own process group."""
+"""Running one pipeline: a Python callable or a command in its own process group.
+
+Both kinds stop cleanly when their task is cancelled (timeout, cancel, shutdown): a
+command's whole process group gets SIGTERM, then SIGKILL after a grace period; an async
+handler is cancelled; a sync handler, which runs in a daemon thread because a thread
+cannot be killed, gets an exception raised inside it at its next Python instruction.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import importlib
 import inspect
 import os
+import shutil
 import signal
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +31,16 @@ from hookline_worker.context import JobContext
 
 MAX_RESULT_BYTES = 64 * 1024
 OUTPUT_TAIL_BYTES = 16 * 1024
-KILL_GRACE = 5.0
+# After the command's own process exits, how long its output pipes may stay open
+# (held by a process that left the group) before the worker stops reading them.
+PIPE_CLOSE_WAIT = 1.0
+# Settings and secrets of the worker itself are not passed on to commands.
+_PRIVATE_ENV = ("REDIS_URL", "GITHUB_WEBHOOK_SECRET")
+_PRIVATE_PREFIX = "HOOKLINE_"
 
 _encoder = msgspec.json.Encoder()
 _result_decoder = msgspec.json.Decoder(dict[str, Any])
+_handlers: dict[str, Callable[..., Any]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +50,15 @@ class RunResult:
     error: JobError | None = None
 
 
+class JobInterrupted(BaseException):
+    """Raised inside a sync handler's thread when its job is stopped (a BaseException, so
+    that a handler's ``except Exception`` does not swallow it)."""
+
+
 def load_handler(path: str) -> Callable[..., Any]:
-    """Import ``package.module:function``; a bad path is a PipelineError, not a crash."""
+    """Import ``package.module:function`` (once); a bad path is a PipelineError."""
+    if (found := _handlers.get(path)) is not None:
+        return found
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise PipelineError(f"handler {path!r} is not of the form 'package.module:function'")
@@ -43,11 +66,18 @@ def load_handler(path: str) -> Callable[..., Any]:
         target: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
+    except Exception as exc:  # an import runs arbitrary code: any failure is the same
         raise PipelineError(f"cannot import handler {path!r}: {exc}") from exc
     if not callable(target):
         raise PipelineError(f"handler {path!r} is not callable")
+    _handlers[path] = target
     return target  # type: ignore[no-any-return]
+
+
+def is_async(func: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - an async __call__ counts
+    )
 
 
 def error_of(exc: BaseException, *, retryable: bool = True) -> JobError:
@@ -61,7 +91,7 @@ def checked_result(value: Any) -> RunResult:
     """A handler's return value, if it encodes as JSON within the size cap."""
     try:
         size = len(_encoder.encode(value))
-    except (TypeError, msgspec.EncodeError) as exc:
+    except (TypeError, msgspec.EncodeError, ValueError, OverflowError) as exc:
         return RunResult(
             False,
             error=JobError(
@@ -82,34 +112,143 @@ def checked_result(value: Any) -> RunResult:
     return RunResult(True, result=value)
 
 
-async def run_handler(spec: JobSpec, ctx: JobContext) -> RunResult:
-    assert spec.handler is not None
+_OK_NONE = RunResult(True, result=None)
+
+
+async def run_handler(func: Callable[..., Any], ctx: JobContext, is_coroutine: bool) -> RunResult:
+    """Run a loaded handler; its exception is the job's error."""
     try:
-        func = load_handler(spec.handler)
-    except PipelineError as exc:
-        return RunResult(False, error=error_of(exc, retryable=False))
-    try:
-        if inspect.iscoroutinefunction(func):
-            value = await asyncio.wait_for(func(ctx), timeout=spec.timeout)
+        if is_coroutine:
+            value = await func(ctx)
         else:
-            value = await asyncio.wait_for(asyncio.to_thread(func, ctx), timeout=spec.timeout)
-    except TimeoutError:
-        return RunResult(
-            False,
-            error=JobError(type="Timeout", message=f"handler ran longer than {spec.timeout:g}s"),
-        )
+            value = await in_daemon_thread(func, ctx)
     except Exception as exc:  # the pipeline's own failure is the job's error
         return RunResult(False, error=error_of(exc))
+    if value is None:
+        return _OK_NONE
     return checked_result(value)
 
 
-async def run_command(spec: JobSpec, ctx: JobContext, work_dir: Path) -> RunResult:
-    """Run the argv (no shell) in a new session, so a timeout can kill the whole tree."""
-    assert spec.command is not None
-    cwd = work_dir / ctx.job_id
-    cwd.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **spec.env, **_job_env(ctx)}
+async def in_daemon_thread(func: Callable[[JobContext], Any], ctx: JobContext) -> Any:
+    """``func(ctx)`` in a daemon thread of its own. Unlike the default executor, an
+    abandoned thread neither holds a pool slot nor keeps the process from exiting; on
+    cancellation :class:`JobInterrupted` is raised inside it."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def target() -> None:
+        try:
+            value = func(ctx)
+        except JobInterrupted:
+            return
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, False, exc)
+            return
+        loop.call_soon_threadsafe(settle, True, value)
+
+    thread = threading.Thread(target=target, name=f"job-{ctx.job_id}", daemon=True)
+    thread.start()
     try:
+        return await future
+    except asyncio.CancelledError:
+        interrupt(thread)
+        raise
+
+
+def interrupt(thread: threading.Thread) -> None:
+    """Raise JobInterrupted in ``thread`` at its next bytecode (a blocking C call, e.g.
+    ``time.sleep``, finishes first)."""
+    if thread.ident is not None and thread.is_alive():
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(thread.ident), ctypes.py_object(JobInterrupted)
+        )
+
+
+def command_env(base: Mapping[str, str], spec: JobSpec, ctx: JobContext) -> dict[str, str]:
+    """The environment of a command: the worker's own minus its settings and secrets,
+    then the pipeline's ``env``, then the job's ids and scalar meta values."""
+    env = {
+        k: v for k, v in base.items() if k not in _PRIVATE_ENV and not k.startswith(_PRIVATE_PREFIX)
+    }
+    env.update(spec.env)
+    env.update(job_env(ctx))
+    return env
+
+
+def job_env(ctx: JobContext) -> dict[str, str]:
+    env = {
+        "HOOKLINE_JOB_ID": ctx.job_id,
+        "HOOKLINE_DELIVERY_ID": ctx.delivery_id,
+        "HOOKLINE_ATTEMPT": str(ctx.attempt),
+        "HOOKLINE_QUEUE": ctx.queue,
+        "HOOKLINE_PIPELINE": ctx.pipeline,
+        "HOOKLINE_WORKER": ctx.worker,
+        "HOOKLINE_JOB_ARTIFACTS": str(ctx.artifacts_dir),
+    }
+    for key, value in ctx.meta.items():
+        if value is not None and key.isidentifier():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            env[f"HOOKLINE_META_{key.upper()}"] = text
+    return env
+
+
+def command_outcome(returncode: int, stdout: bytes, stderr: bytes) -> RunResult:
+    """A finished command's result: the JSON object on the last non-empty stdout line
+    (else ``{"exit_code": 0}``); a non-zero exit is a failure with the stderr tail."""
+    if returncode != 0:
+        err = stderr.decode("utf-8", "replace")
+        last = next((line for line in reversed(err.splitlines()) if line.strip()), "")
+        if returncode < 0:
+            try:
+                what = f"killed by {signal.Signals(-returncode).name}"
+            except ValueError:
+                what = f"killed by signal {-returncode}"
+        else:
+            what = f"exit status {returncode}"
+        return RunResult(
+            False,
+            error=JobError(
+                type="CommandFailed",
+                message=f"{what}: {last[:500]}" if last else what,
+                traceback=err or None,
+            ),
+        )
+    return checked_result(result_from_stdout(stdout))
+
+
+def result_from_stdout(stdout: bytes) -> Any:
+    """The JSON object on the last non-empty line of stdout, else ``{"exit_code": 0}``."""
+    for line in reversed(stdout.splitlines()):
+        if line.strip():
+            try:
+                return _result_decoder.decode(line)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                break
+    return {"exit_code": 0}
+
+
+async def run_command(
+    spec: JobSpec, ctx: JobContext, work_dir: Path, kill_grace: float
+) -> RunResult:
+    """Run the argv (no shell) in a new session, in a scratch folder removed afterwards.
+    Cancelling this coroutine terminates the whole process group first."""
+    assert spec.command is not None
+    cwd = work_dir / f"{ctx.job_id}.{ctx.attempt}"
+    payload_file = work_dir / f"{ctx.job_id}.{ctx.attempt}.payload.json"
+    try:
+        cwd.mkdir(parents=True, exist_ok=True)
+        payload_file.write_bytes(ctx.raw_payload)
+        env = command_env(os.environ, spec, ctx)
+        env["HOOKLINE_PAYLOAD_FILE"] = str(payload_file)
+        env["HOOKLINE_WORK_DIR"] = str(cwd)
         proc = await asyncio.create_subprocess_exec(
             *spec.command,
             cwd=cwd,
@@ -120,74 +259,62 @@ async def run_command(spec: JobSpec, ctx: JobContext, work_dir: Path) -> RunResu
             start_new_session=True,
         )
     except OSError as exc:
+        await _clean(cwd, payload_file)
         return RunResult(False, error=error_of(exc, retryable=False))
     assert proc.stdout is not None
     assert proc.stderr is not None
-    out_task = asyncio.create_task(_tail(proc.stdout))
-    err_task = asyncio.create_task(_tail(proc.stderr))
+    tails = asyncio.gather(_tail(proc.stdout), _tail(proc.stderr))
     try:
-        await asyncio.wait_for(proc.wait(), timeout=spec.timeout)
-    except TimeoutError:
-        await terminate_group(proc)
-        await asyncio.gather(out_task, err_task)
-        return RunResult(
-            False,
-            error=JobError(type="Timeout", message=f"command ran longer than {spec.timeout:g}s"),
-        )
+        await proc.wait()
     except asyncio.CancelledError:
-        await terminate_group(proc)
+        await terminate_group(proc, kill_grace)
+        tails.cancel()
+        await asyncio.gather(tails, return_exceptions=True)
+        await _clean(cwd, payload_file)
         raise
-    stdout, stderr = await asyncio.gather(out_task, err_task)
-    if proc.returncode != 0:
-        return RunResult(
-            False,
-            error=JobError(
-                type="CommandFailed",
-                message=f"exit status {proc.returncode}",
-                traceback=stderr.decode("utf-8", "replace") or None,
-            ),
-        )
-    return checked_result(_result_from_stdout(stdout))
+    _kill_leftovers(proc.pid)
+    try:
+        stdout, stderr = await asyncio.wait_for(asyncio.shield(tails), PIPE_CLOSE_WAIT)
+    except TimeoutError:  # a process outside the group still holds the pipes
+        tails.cancel()
+        await asyncio.gather(tails, return_exceptions=True)
+        stdout, stderr = b"", b"output pipes held open by a process outside the job"
+    finally:
+        await _clean(cwd, payload_file)
+    assert proc.returncode is not None
+    return command_outcome(proc.returncode, stdout, stderr)
 
 
-def _result_from_stdout(stdout: bytes) -> Any:
-    """The JSON object on the last non-empty line of stdout, else ``{"exit_code": 0}``."""
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    if lines:
-        try:
-            return _result_decoder.decode(lines[-1])
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            pass
-    return {"exit_code": 0}
+def _kill_leftovers(pgid: int) -> None:
+    """Background processes a command left behind die with it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+async def _clean(cwd: Path, payload_file: Path) -> None:
+    def remove() -> None:
+        shutil.rmtree(cwd, ignore_errors=True)
+        payload_file.unlink(missing_ok=True)
+
+    await asyncio.to_thread(remove)
 
 
 async def _tail(stream: asyncio.StreamReader) -> bytes:
-    kept = b""
+    kept = bytearray()
     while chunk := await stream.read(65536):
-        kept = (kept + chunk)[-OUTPUT_TAIL_BYTES:]
-    return kept
+        kept += chunk
+        if len(kept) > OUTPUT_TAIL_BYTES:
+            del kept[:-OUTPUT_TAIL_BYTES]
+    return bytes(kept)
 
 
-async def terminate_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM the process group, SIGKILL it after a grace period."""
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=wait)
-            return
-        except TimeoutError:
-            continue
-
-
-def _job_env(ctx: JobContext) -> dict[str, str]:
-    env = {
-        "HOOKLINE_JOB_ID": ctx.job_id,
-        "HOOKLINE_DELIVERY_ID": ctx.delivery_id,
-        "HOOKLINE_ATTEMPT": str(ctx.attempt),
-        "HOOKLINE_PIPELINE": ctx.pipeline,
-        "HOOKLINE_JOB_ARTIFACTS": str(ctx.artifacts_dir),
-    }
-    return env
+async def terminate_group(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM the process group, SIGKILL it after ``grace`` seconds."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(proc.wait()), timeout=grace)
+    _kill_leftovers(proc.pid)
+    await proc.wait()
