@@ -16,6 +16,7 @@ import inspect
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import traceback
 from collections.abc import Callable, Mapping
@@ -235,6 +236,91 @@ def result_from_stdout(stdout: bytes) -> Any:
     return {"exit_code": 0}
 
 
+class _Tail:
+    """Reads one pipe without blocking, keeping its last OUTPUT_TAIL_BYTES bytes."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self.loop = loop
+        self.fd = fd
+        self.kept = bytearray()
+        self.closed = loop.create_future()
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self._read)
+
+    def _read(self) -> None:
+        try:
+            chunk = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            self.kept += chunk
+            if len(self.kept) > OUTPUT_TAIL_BYTES:
+                del self.kept[:-OUTPUT_TAIL_BYTES]
+            return
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed.done():
+            self.loop.remove_reader(self.fd)
+            os.close(self.fd)
+            self.closed.set_result(None)
+
+
+class _Child:
+    """A command in its own session, its exit watched through a pidfd (asyncio's own
+    ``Process.wait`` also waits for the pipes, which a stray background process may
+    hold open forever)."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stderr is not None
+        self.stdout = _Tail(self.loop, os.dup(self.proc.stdout.fileno()))
+        self.stderr = _Tail(self.loop, os.dup(self.proc.stderr.fileno()))
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        self.exited: asyncio.Future[None] = self.loop.create_future()
+        self.pidfd = os.pidfd_open(self.proc.pid)
+        self.loop.add_reader(self.pidfd, self._on_exit)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _on_exit(self) -> None:
+        self.loop.remove_reader(self.pidfd)
+        os.close(self.pidfd)
+        self.proc.wait()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    async def wait(self) -> int:
+        await asyncio.shield(self.exited)
+        assert self.proc.returncode is not None
+        return self.proc.returncode
+
+    async def output(self) -> tuple[bytes, bytes]:
+        """Both tails, once the pipes close (or PIPE_CLOSE_WAIT after the exit, when a
+        process that left the group holds them)."""
+        pipes = asyncio.gather(self.stdout.closed, self.stderr.closed)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(pipes), PIPE_CLOSE_WAIT)
+        self.stdout.close()
+        self.stderr.close()
+        return bytes(self.stdout.kept), bytes(self.stderr.kept)
+
+
 async def run_command(
     spec: JobSpec, ctx: JobContext, work_dir: Path, kill_grace: float
 ) -> RunResult:
@@ -249,40 +335,23 @@ async def run_command(
         env = command_env(os.environ, spec, ctx)
         env["HOOKLINE_PAYLOAD_FILE"] = str(payload_file)
         env["HOOKLINE_WORK_DIR"] = str(cwd)
-        proc = await asyncio.create_subprocess_exec(
-            *spec.command,
-            cwd=cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
+        child = _Child(spec.command, cwd, env)
     except OSError as exc:
         await _clean(cwd, payload_file)
         return RunResult(False, error=error_of(exc, retryable=False))
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    tails = asyncio.gather(_tail(proc.stdout), _tail(proc.stderr))
     try:
-        await proc.wait()
+        returncode = await child.wait()
     except asyncio.CancelledError:
-        await terminate_group(proc, kill_grace)
-        tails.cancel()
-        await asyncio.gather(tails, return_exceptions=True)
+        await terminate_group(child, kill_grace)
+        await child.output()
         await _clean(cwd, payload_file)
         raise
-    _kill_leftovers(proc.pid)
+    _kill_leftovers(child.pid)
     try:
-        stdout, stderr = await asyncio.wait_for(asyncio.shield(tails), PIPE_CLOSE_WAIT)
-    except TimeoutError:  # a process outside the group still holds the pipes
-        tails.cancel()
-        await asyncio.gather(tails, return_exceptions=True)
-        stdout, stderr = b"", b"output pipes held open by a process outside the job"
+        stdout, stderr = await child.output()
     finally:
         await _clean(cwd, payload_file)
-    assert proc.returncode is not None
-    return command_outcome(proc.returncode, stdout, stderr)
+    return command_outcome(returncode, stdout, stderr)
 
 
 def _kill_leftovers(pgid: int) -> None:
@@ -299,22 +368,13 @@ async def _clean(cwd: Path, payload_file: Path) -> None:
     await asyncio.to_thread(remove)
 
 
-async def _tail(stream: asyncio.StreamReader) -> bytes:
-    kept = bytearray()
-    while chunk := await stream.read(65536):
-        kept += chunk
-        if len(kept) > OUTPUT_TAIL_BYTES:
-            del kept[:-OUTPUT_TAIL_BYTES]
-    return bytes(kept)
-
-
-async def terminate_group(proc: asyncio.subprocess.Process, grace: float) -> None:
+async def terminate_group(child: _Child, grace: float) -> None:
     """SIGTERM the process group, SIGKILL it after ``grace`` seconds."""
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(child.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(proc.wait()), timeout=grace)
-    _kill_leftovers(proc.pid)
-    await proc.wait()
+        await asyncio.wait_for(asyncio.shield(child.exited), timeout=grace)
+    _kill_leftovers(child.pid)
+    await child.wait()

@@ -397,8 +397,8 @@ class Worker:
     def prepare(self, entry: Entry, now: datetime, clock: float) -> Run | None:
         """The run of an entry, or None when the entry was set aside (poison, bad spec,
         worker lost) and is being committed as such."""
-        if entry.data is None:  # deleted (trimmed) before it ran: nothing to run
-            self._side([], entry)
+        if entry.data is None:
+            self.poison(entry, "entry has no event field")
             return None
         try:
             event = decode(entry.data)
