@@ -106,3 +106,22 @@ class Leases:
             args: list[str | int] = [self.group, self.consumer, HANDED_BACK_IDLE_MS, *ids]
             handed += int(await self._hand_back(keys=[stream], args=args))
         return handed
+
+    async def hand_back_all(self, streams: Iterable[str]) -> int:
+        """Hand back every entry pending for this consumer on ``streams``."""
+        handed = 0
+        for stream in streams:
+            after = "-"
+            while True:
+                mine = await self.redis.xpending_range(
+                    stream, self.group, min=after, max="+", count=1000, consumername=self.consumer
+                )
+                ids = [_s(p["message_id"]) for p in mine]
+                if not ids:
+                    break
+                after = f"({ids[-1]}"
+                args: list[str | int] = [self.group, self.consumer, HANDED_BACK_IDLE_MS, *ids]
+                handed += int(await self._hand_back(keys=[stream], args=args))
+                if len(ids) < 1000:
+                    break
+        return handed

@@ -159,10 +159,11 @@ class Worker:
             self.stop_run(run, "shutdown")
         tasks = [run.task for run in runs if run.task is not None]
         await asyncio.gather(*tasks, *self.side, return_exceptions=True)
-        unfinished = [run.entry for run in runs if run.stop_reason == "shutdown"]
-        if unfinished:
-            with contextlib.suppress(*UNAVAILABLE):
-                handed = await self.leases.hand_back(unfinished)
+        # Everything still pending for us did not finish (runs that ended are
+        # acknowledged by now): stopped runs, and entries read but never started.
+        with contextlib.suppress(*UNAVAILABLE):
+            handed = await self.leases.hand_back_all(self.streams)
+            if handed:
                 self.log.warning("jobs_handed_back", count=handed)
 
     def stop_run(self, run: Run, reason: str) -> None:
@@ -289,10 +290,9 @@ class Worker:
                     if claimed:
                         await self.start_batch(claimed)
                         continue
-                entries = await self.read(min(free, self.settings.batch))
+                entries = await self.read(min(free, self.settings.batch), stop)
                 if stop.is_set():
-                    await self.leases.hand_back(entries)
-                    return
+                    return  # entries read meanwhile are handed back by abandon()
                 if entries:
                     await self.start_batch(entries)
                 elif self.settings.burst and self._idle():
@@ -319,7 +319,7 @@ class Worker:
             async with asyncio.timeout(timeout):
                 await self.wake.wait()
 
-    async def read(self, count: int) -> list[Entry]:
+    async def read(self, count: int, stop: asyncio.Event) -> list[Entry]:
         """Non-blocking reads in priority order; when all are empty, block on all."""
         for stream in self.streams if len(self.streams) > 1 or self.settings.burst else ():
             reply = await self.redis.xreadgroup(
@@ -330,10 +330,22 @@ class Worker:
         if self.settings.burst:
             return []
         block = int(min(1.0, self.claim_every) * 1000)
-        reply = await self.redis.xreadgroup(
+        request = self.redis.xreadgroup(
             GROUP_WORKERS, self.name, dict.fromkeys(self.streams, ">"), count=count, block=block
         )
-        return parse_entries(reply)
+        # A stop does not wait for the blocking read: it is abandoned, and whatever it
+        # had delivered is handed back with the rest of our pending entries.
+        read = asyncio.ensure_future(request)
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({read, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not read.done():
+            read.cancel()
+            await asyncio.gather(read, return_exceptions=True)
+            return []
+        return parse_entries(read.result())
 
     async def claim(self, count: int) -> list[Entry]:
         """Entries whose lease lapsed (their worker died, stalled or handed them back)."""
