@@ -134,7 +134,7 @@ async def test_command_result_env_failure_and_cleanup(
     assert result["redis"] is None
     assert result["payload"] == "{}"
     assert Path(result["cwd"]).parent == tmp_path / "work"
-    assert not Path(result["cwd"]).exists()  # the scratch folder is removed afterwards
+    assert not Path(result["cwd"]).exists()  # noqa: ASYNC240 - scratch folder removed
 
     error = (await wait_finished(redis, keys, bad)).error
     assert error is not None
