@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -50,11 +51,39 @@ class Row:
     jobs: int
     seconds: float
     rss_mb: float
+    cpu_s: float = float("nan")  # CPU time of the queue's own processes
+    redis_cpu_s: float = float("nan")
     note: str = ""
 
     @property
     def rate(self) -> float:
         return self.jobs / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def per_cpu(self) -> float:
+        return self.jobs / self.cpu_s if self.cpu_s > 0 else float("nan")
+
+
+class CpuMeter:
+    """CPU seconds used by our reaped children and by redis-server between two points:
+    on a shared machine, jobs per CPU-second is steadier than jobs per second."""
+
+    def __init__(self, r: redis_sync.Redis) -> None:
+        self.r = r
+        self.children = self._children()
+        self.redis = self._redis()
+
+    @staticmethod
+    def _children() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def _redis(self) -> float:
+        info = self.r.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    def read(self) -> tuple[float, float]:
+        return self._children() - self.children, self._redis() - self.redis
 
 
 # -- measuring ---------------------------------------------------------------------
@@ -191,6 +220,7 @@ def hookline_stage(url: str, n: int, procs: int, args: argparse.Namespace, logs:
     }
     argv = [PY, "-m", "hookline_worker", "--burst", "--concurrency", str(args.concurrency)]
     argv += ["--batch", str(args.batch)]
+    cpu = CpuMeter(r)
     workers = [
         spawn([*argv, "--name", f"bench-{i}"], env, logs / f"hookline-{procs}-{i}.log")
         for i in range(procs)
@@ -201,11 +231,12 @@ def hookline_stage(url: str, n: int, procs: int, args: argparse.Namespace, logs:
     for w in workers:
         w.wait(60)
     codes = {w.returncode for w in workers}
+    cpu_s, redis_cpu = cpu.read()
     finished = r.xlen(keys.job_finished)
     note = "" if codes == {0} else f"exit codes {sorted(codes)}"
     if finished != n:
         note += f" only {finished} job.finished"
-    return Row("hookline worker", procs, n, t1 - t0, peak.value, note.strip())
+    return Row("hookline worker", procs, n, t1 - t0, peak.value, cpu_s, redis_cpu, note.strip())
 
 
 # -- taskiq and RQ -----------------------------------------------------------------
@@ -217,6 +248,7 @@ def taskiq_stage(url: str, n: int, procs: int, args: argparse.Namespace, logs: P
     subprocess.run(loader, env={**os.environ, **env}, cwd=HERE, check=True)
     argv = [PY, "-m", "taskiq", "worker", "bench_tasks:broker", "--workers", str(procs)]
     argv += ["--max-async-tasks", str(args.concurrency), "--no-configure-logging"]
+    cpu = CpuMeter(r)
     worker = spawn(argv, env, logs / f"taskiq-{procs}.log", cwd=HERE)
     peak = Peak([worker.pid])
     first, done = stream_drained(r, "bench-taskiq", "taskiq")
@@ -224,7 +256,8 @@ def taskiq_stage(url: str, n: int, procs: int, args: argparse.Namespace, logs: P
         t0, t1 = wait_drained(first, done, peak, timeout=600)
     finally:
         stop([worker])
-    return Row("taskiq (Redis Streams broker)", procs, n, t1 - t0, peak.value)
+    cpu_s, redis_cpu = cpu.read()
+    return Row("taskiq (Redis Streams broker)", procs, n, t1 - t0, peak.value, cpu_s, redis_cpu)
 
 
 _TASKIQ_LOAD = """
@@ -255,6 +288,7 @@ def rq_stage(url: str, n: int, worker_class: str, label: str, logs: Path) -> Row
             pipe.execute()
     argv = [PY, "-m", "rq.cli", "worker", "--burst", "--url", url, "--path", str(HERE)]
     argv += ["-w", worker_class, "--logging_level", "WARNING", name]
+    cpu = CpuMeter(r)
     worker = spawn(argv, {"PYTHONPATH": str(HERE)}, logs / f"rq-{label}.log", cwd=HERE)
     peak = Peak([worker.pid])
     finished_key = f"rq:finished:{name}"
@@ -269,7 +303,8 @@ def rq_stage(url: str, n: int, worker_class: str, label: str, logs: Path) -> Row
         t0, t1 = wait_drained(first, done, peak, timeout=3600)
     finally:
         stop([worker])
-    return Row(label, 1, n, t1 - t0, peak.value)
+    cpu_s, redis_cpu = cpu.read()
+    return Row(label, 1, n, t1 - t0, peak.value, cpu_s, redis_cpu)
 
 
 # -- whole path --------------------------------------------------------------------
@@ -451,15 +486,17 @@ async def _wait_finished(
 def table(rows: list[Row]) -> str:
     base = next((r for r in rows if r.system.startswith("taskiq") and r.processes == 1), None)
     lines = [
-        "| system | processes | jobs | seconds | jobs/s | vs taskiq (1 process) | peak RSS MB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| system | processes | jobs | seconds | jobs/s | vs taskiq (1 process) "
+        "| worker CPU s | jobs per worker CPU-second | Redis CPU s | peak RSS MB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         ratio = f"{row.rate / base.rate:.2f}x" if base else "n/a"
         note = f" ({row.note})" if row.note else ""
         lines.append(
             f"| {row.system}{note} | {row.processes} | {row.jobs} | {row.seconds:.2f} "
-            f"| {row.rate:,.0f} | {ratio} | {row.rss_mb:.0f} |"
+            f"| {row.rate:,.0f} | {ratio} | {row.cpu_s:.2f} | {row.per_cpu:,.0f} "
+            f"| {row.redis_cpu_s:.2f} | {row.rss_mb:.0f} |"
         )
     return "\n".join(lines)
 

@@ -144,7 +144,7 @@ def test_command_env_drops_worker_secrets_and_adds_the_job() -> None:
         pipeline="p",
         worker="w",
         meta={"repository": "octo/cat", "draft": False, "pr_number": 7, "ref": None},
-        artifacts_dir=Path("/a/j1"),
+        artifacts_root=Path("/a"),
     )
     base = {
         "PATH": "/bin",

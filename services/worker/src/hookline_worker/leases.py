@@ -15,6 +15,8 @@ from typing import Any
 from hookline.consumer import Entry
 from hookline.redis_client import Redis
 
+from hookline_worker.rawredis import Script
+
 # Far past any lease timeout, yet below the current time in ms (Redis would clamp a
 # larger idle time to zero).
 HANDED_BACK_IDLE_MS = 10**10
@@ -88,7 +90,11 @@ class Leases:
         self.consumer = consumer
         self._renew = redis.register_script(RENEW)
         self._hand_back = redis.register_script(HAND_BACK)
-        self.start = redis.register_script(START)
+        self._start = Script(START)
+
+    async def start(self, keys: list[Any], args: list[Any]) -> list[int]:
+        """Run START (see above); the 1-based positions of canceled jobs."""
+        return [int(i) for i in await self._start(self.redis, keys, args) or ()]
 
     async def renew(self, entries: Iterable[Entry]) -> list[tuple[str, str]]:
         """Reset the idle time of entries we own; the (stream, id) of those we lost."""

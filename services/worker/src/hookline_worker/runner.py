@@ -42,6 +42,7 @@ _PRIVATE_PREFIX = "HOOKLINE_"
 _encoder = msgspec.json.Encoder()
 _result_decoder = msgspec.json.Decoder(dict[str, Any])
 _handlers: dict[str, Callable[..., Any]] = {}
+_is_async: dict[Callable[..., Any], bool] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +77,14 @@ def load_handler(path: str) -> Callable[..., Any]:
 
 
 def is_async(func: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-        getattr(func, "__call__", None)  # noqa: B004 - an async __call__ counts
-    )
+    """Whether a handler is awaited (else it runs in a thread); cached per handler."""
+    found = _is_async.get(func)
+    if found is None:
+        found = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+            getattr(func, "__call__", None)  # noqa: B004 - an async __call__ counts
+        )
+        _is_async[func] = found
+    return found
 
 
 def error_of(exc: BaseException, *, retryable: bool = True) -> JobError:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import structlog
 from hookline.backoff import reconnect_delay
 from hookline.committer import Committer
 from hookline.consumer import (
@@ -38,7 +37,7 @@ from hookline.keys import EVENT_FIELD, GROUP_WORKERS, Keys
 from hookline.logs import get_logger
 from hookline.redis_client import UNAVAILABLE, Redis
 
-from hookline_worker import decisions
+from hookline_worker import decisions, rawredis
 from hookline_worker.context import JobContext
 from hookline_worker.leases import Leases
 from hookline_worker.metrics import WorkerMetrics
@@ -80,7 +79,7 @@ class Worker:
         self.name = settings.worker_name
         self.metrics = metrics
         self.streams = [self.keys.job_queued(q) for q in settings.queues]
-        self.committer = Committer(redis, GROUP_WORKERS)
+        self.committer = Committer(redis, GROUP_WORKERS, max_batch=1000, commit_fn=rawredis.commit)
         self.leases = Leases(redis, GROUP_WORKERS, self.name)
         self.running: dict[tuple[str, str], Run] = {}
         self.side: set[asyncio.Task[None]] = set()  # dead-letter and "worker lost" commits
@@ -512,7 +511,6 @@ class Worker:
     async def execute(self, run: Run) -> None:
         job = run.job
         spec = job.spec
-        structlog.contextvars.bind_contextvars(job_id=job.job_id, attempt=run.attempt)
         timer = asyncio.get_running_loop().call_later(spec.timeout, self.stop_run, run, "timeout")
         try:
             outcome = await self.run_pipeline(run)
@@ -548,7 +546,8 @@ class Worker:
                 started_at=run.started_at,
                 duration=duration,
             )
-        await asyncio.shield(self.record(run.entry, finished))
+        # Not shielded: only stop_run cancels a job task, and never once it is recording.
+        await self.record(run.entry, finished)
         self.metrics.job_done(spec.queue, spec.pipeline, finished.outcome, duration)
         self.jobs_done += 1
         if finished.outcome != "finished":
@@ -580,9 +579,9 @@ class Worker:
             pipeline=spec.pipeline,
             worker=self.name,
             meta=job.meta,
-            artifacts_dir=self.artifacts / job.job_id,
+            artifacts_root=self.artifacts,
             raw_payload=job.payload,
-            log=self.log,
+            base_log=self.log,
         )
         if run.handler is not None:
             return await run_handler(run.handler, ctx, is_async(run.handler))
