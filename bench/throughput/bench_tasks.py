@@ -1,15 +1,10 @@
-"""No-op jobs for the other queues in the comparison (imported by their workers)."""
+"""The no-op taskiq task of the comparison (imported by taskiq's worker)."""
 
 from __future__ import annotations
 
 import os
 
 from taskiq_redis import RedisStreamBroker
-
-
-def noop() -> None:
-    """An RQ job that does nothing."""
-
 
 # consumer_id "0": the group starts at the beginning of the stream, so jobs queued
 # before the worker started are read too (the default "$" would skip them).

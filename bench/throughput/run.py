@@ -109,13 +109,38 @@ def rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
+def tree_cpu(pids: list[int]) -> float:
+    """CPU seconds used so far by the processes, their live descendants and the
+    descendants they reaped."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    seen: set[int] = set()
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
+            continue
+    return total / tick
+
+
 class Peak:
-    """The largest RSS seen of a set of processes while polling."""
+    """The largest RSS seen of a set of processes while polling, and the CPU they used
+    between the first job and the last."""
 
     def __init__(self, pids: list[int]) -> None:
         self.pids = pids
         self.value = 0.0
         self.last = 0.0
+        self.cpu_first = 0.0
+        self.cpu_done = 0.0
 
     def sample(self, every: float = 0.1) -> None:
         now = time.monotonic()
@@ -134,7 +159,9 @@ def wait_drained(
         peak.sample()
         if t_first is None and first():
             t_first = time.monotonic()
+            peak.cpu_first = tree_cpu(peak.pids)
         if t_first is not None and done():
+            peak.cpu_done = tree_cpu(peak.pids)
             return t_first, time.monotonic()
         time.sleep(0.002)
     raise TimeoutError("the jobs were not drained in time")
@@ -231,7 +258,8 @@ def hookline_stage(url: str, n: int, procs: int, args: argparse.Namespace, logs:
     for w in workers:
         w.wait(60)
     codes = {w.returncode for w in workers}
-    cpu_s, redis_cpu = cpu.read()
+    _, redis_cpu = cpu.read()
+    cpu_s = peak.cpu_done - peak.cpu_first
     finished = r.xlen(keys.job_finished)
     note = "" if codes == {0} else f"exit codes {sorted(codes)}"
     if finished != n:
@@ -256,7 +284,8 @@ def taskiq_stage(url: str, n: int, procs: int, args: argparse.Namespace, logs: P
         t0, t1 = wait_drained(first, done, peak, timeout=600)
     finally:
         stop([worker])
-    cpu_s, redis_cpu = cpu.read()
+    _, redis_cpu = cpu.read()
+    cpu_s = peak.cpu_done - peak.cpu_first
     return Row("taskiq (Redis Streams broker)", procs, n, t1 - t0, peak.value, cpu_s, redis_cpu)
 
 
@@ -272,7 +301,7 @@ asyncio.run(main(int(sys.argv[1])))
 
 
 def rq_stage(url: str, n: int, worker_class: str, label: str, logs: Path) -> Row:
-    import bench_tasks
+    import bench_rq
     from rq import Queue
 
     r = redis_sync.Redis.from_url(url)
@@ -281,7 +310,7 @@ def rq_stage(url: str, n: int, worker_class: str, label: str, logs: Path) -> Row
     for start in range(0, n, 1000):
         with r.pipeline() as pipe:
             data = [
-                Queue.prepare_data(bench_tasks.noop, result_ttl=3600)
+                Queue.prepare_data(bench_rq.noop, result_ttl=3600)
                 for _ in range(start, min(n, start + 1000))
             ]
             queue.enqueue_many(data, pipeline=pipe)
@@ -303,7 +332,8 @@ def rq_stage(url: str, n: int, worker_class: str, label: str, logs: Path) -> Row
         t0, t1 = wait_drained(first, done, peak, timeout=3600)
     finally:
         stop([worker])
-    cpu_s, redis_cpu = cpu.read()
+    _, redis_cpu = cpu.read()
+    cpu_s = peak.cpu_done - peak.cpu_first
     return Row(label, 1, n, t1 - t0, peak.value, cpu_s, redis_cpu)
 
 
