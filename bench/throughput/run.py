@@ -294,7 +294,8 @@ import asyncio, sys
 from bench_tasks import broker, taskiq_noop
 async def main(n):
     await broker.startup()
-    await asyncio.gather(*(taskiq_noop.kiq() for _ in range(n)))
+    for start in range(0, n, 100):  # 100 at a time: one connection each
+        await asyncio.gather(*(taskiq_noop.kiq() for _ in range(start, min(n, start + 100))))
     await broker.shutdown()
 asyncio.run(main(int(sys.argv[1])))
 """
@@ -347,6 +348,7 @@ class PathResult:
     p99_ms: float
     max_ms: float
     rss: dict[str, float]
+    cpu: dict[str, float]
     pipeline: str
 
 
@@ -414,6 +416,7 @@ async def _whole_path(url: str, args: argparse.Namespace, logs: Path, tmp: Path)
                     peak.sample()
 
             # Throughput: N webhooks as fast as 32 concurrent clients post them.
+            cpu0 = {name: tree_cpu([p.pid]) for name, p in procs.items()}
             t0 = time.monotonic()
             gate = asyncio.Semaphore(32)
 
@@ -425,6 +428,7 @@ async def _whole_path(url: str, args: argparse.Namespace, logs: Path, tmp: Path)
             sent = await asyncio.gather(*(limited() for _ in range(args.path_jobs)))
             await _wait_finished(http, status, [job for job, _ in sent], sample)
             seconds = time.monotonic() - t0
+            cpu = {name: tree_cpu([p.pid]) - cpu0[name] for name, p in procs.items()}
 
             # Latency: a steady 200 jobs/s.
             steady: list[tuple[str, float]] = []
@@ -456,6 +460,7 @@ async def _whole_path(url: str, args: argparse.Namespace, logs: Path, tmp: Path)
         p99_ms=latencies[int(len(latencies) * 0.99) - 1],
         max_ms=latencies[-1],
         rss={name: peak.value for name, peak in peaks.items()},
+        cpu=cpu,
         pipeline=pipeline,
     )
 
@@ -585,6 +590,9 @@ def main() -> int:
                 print(f"| webhook → finished max | {result.max_ms:.1f} ms |")
                 for name, mb in result.rss.items():
                     print(f"| peak RSS {name} | {mb:.0f} MB |")
+                for name, cpu_s in result.cpu.items():
+                    per_job = cpu_s / result.jobs * 1e6
+                    print(f"| CPU per job, {name} (throughput run) | {per_job:.0f} µs |")
         finally:
             server.stop()
     return 0
