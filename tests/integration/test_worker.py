@@ -366,3 +366,42 @@ async def test_shutdown_lets_short_jobs_finish_and_hands_back_long_ones(
     await start_worker(HOOKLINE_WORKER_NAME="w9")
     event = await wait_finished(redis, keys, stuck, timeout=10)
     assert (event.outcome, event.attempt, event.worker) == ("finished", 2, "w9")
+
+
+async def test_heartbeat_describes_the_worker_and_its_jobs(
+    start_worker: Any, redis: aioredis.Redis, keys: Keys, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    job_id = await queue_job(
+        redis, keys, handler_spec("wait_for_file"), meta={"wait_file": str(gate)}
+    )
+    _, stop, task, _ = await start_worker(
+        HOOKLINE_WORKER_TTL="0.6", HOOKLINE_WORKER_CONCURRENCY="2"
+    )
+
+    async def beat() -> dict[bytes, bytes] | None:
+        found = await redis.hgetall(keys.worker("w1"))
+        return found if found.get(b"busy") == b"1" else None
+
+    fields = await async_wait_until(beat, what="a heartbeat with the running job")
+    for name in (b"name", b"host", b"pid", b"queues", b"jobs_done", b"started_at"):
+        assert fields[name]
+    assert (fields[b"state"], fields[b"concurrency"]) == (b"running", b"2")
+    assert job_id.encode() in fields[b"current_jobs"]
+    assert await redis.zscore(keys.workers, "w1") is not None
+    gate.touch()
+    await wait_finished(redis, keys, job_id)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert not await redis.exists(keys.worker("w1"))  # a clean stop deregisters
+    assert await redis.zscore(keys.workers, "w1") is None
+
+
+async def test_worker_recreates_a_deleted_stream_and_group(
+    start_worker: Any, redis: aioredis.Redis, keys: Keys
+) -> None:
+    worker, *_ = await start_worker()
+    await async_wait_until(lambda: _true(worker.redis_ok), what="the worker to be ready")
+    await redis.delete(keys.job_queued(DEFAULT_QUEUE))  # under a blocked XREADGROUP
+    job_id = await queue_job(redis, keys, handler_spec("echo"))
+    assert (await wait_finished(redis, keys, job_id)).outcome == "finished"

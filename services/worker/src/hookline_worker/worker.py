@@ -36,6 +36,7 @@ from hookline.events import JobError, JobFinished, JobQueued, JobStarted, decode
 from hookline.keys import EVENT_FIELD, GROUP_WORKERS, Keys
 from hookline.logs import get_logger
 from hookline.redis_client import UNAVAILABLE, Redis
+from redis.exceptions import ResponseError
 
 from hookline_worker import decisions, rawredis
 from hookline_worker.context import JobContext
@@ -156,8 +157,14 @@ class Worker:
         runs = list(self.running.values())
         for run in runs:
             self.stop_run(run, "shutdown")
-        tasks = [run.task for run in runs if run.task is not None]
-        await asyncio.gather(*tasks, *self.side, return_exceptions=True)
+        tasks = [run.task for run in runs if run.task is not None] + list(self.side)
+        if tasks:
+            # Stopped runs end within the kill grace; what is still committing (Redis
+            # away) is given up on: unacknowledged, it is run again elsewhere.
+            _, late = await asyncio.wait(tasks, timeout=self.settings.kill_grace + 5)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         # Everything still pending for us did not finish (runs that ended are
         # acknowledged by now): stopped runs, and entries read but never started.
         with contextlib.suppress(*UNAVAILABLE):
@@ -300,6 +307,11 @@ class Worker:
                 elif self.settings.burst:
                     await self._wait_for_wake(0.05)
                 failures = 0
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
+                    raise
+                self.log.warning("consumer_group_missing", error=str(exc))
+                self.redis_ok = False  # the stream or group was deleted: recreate it
             except UNAVAILABLE as exc:
                 failures += 1
                 self.redis_ok = False
