@@ -14,6 +14,7 @@ import ctypes
 import importlib
 import inspect
 import os
+import queue
 import shutil
 import signal
 import subprocess
@@ -136,10 +137,137 @@ async def run_handler(func: Callable[..., Any], ctx: JobContext, is_coroutine: b
     return checked_result(value)
 
 
+class _Job:
+    __slots__ = ("cancelled", "ctx", "func", "loop", "settle", "thread")
+
+    def __init__(
+        self,
+        func: Callable[[JobContext], Any],
+        ctx: JobContext,
+        loop: asyncio.AbstractEventLoop,
+        settle: Callable[[bool, Any], None],
+    ) -> None:
+        self.func = func
+        self.ctx = ctx
+        self.loop = loop
+        self.settle = settle
+        self.cancelled = False
+        self.thread: _JobThread | None = None
+
+
+class _JobThread(threading.Thread):
+    """A daemon thread that runs sync handlers one after another."""
+
+    def __init__(self, pool: DaemonThreads) -> None:
+        super().__init__(name="hookline-job", daemon=True)
+        self.pool = pool
+        self.inbox: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.current: _Job | None = None
+
+    def run(self) -> None:
+        while True:
+            try:
+                job = self.inbox.get(timeout=self.pool.idle_exit)
+            except queue.Empty:
+                if self.pool.retire(self):
+                    return
+                continue
+            except JobInterrupted:  # a late interrupt of the previous job: harmless
+                continue
+            with contextlib.suppress(JobInterrupted):
+                self._execute(job)
+            if not self.pool.park(self):
+                return
+
+    def _execute(self, job: _Job) -> None:
+        outcome: tuple[bool, Any] | None = None
+        try:
+            with self.lock:
+                if job.cancelled:
+                    return
+                self.current = job
+            outcome = (True, job.func(job.ctx))
+        except JobInterrupted:
+            outcome = None
+        except BaseException as exc:
+            outcome = (False, exc)
+        finally:
+            self._clear()
+        if outcome is not None:
+            job.loop.call_soon_threadsafe(job.settle, *outcome)
+
+    def _clear(self) -> None:
+        # An interrupt set just before this may land here: once ``current`` is None no
+        # new one can be set for the job, so retrying the assignment settles it.
+        while True:
+            try:
+                with self.lock:
+                    self.current = None
+                return
+            except JobInterrupted:
+                continue
+
+
+class DaemonThreads:
+    """Daemon threads for sync handlers, reused between jobs. Unlike the default
+    executor, a thread stuck in an abandoned handler neither holds a slot others wait
+    for (a new thread is started when none is idle) nor keeps the process from
+    exiting; a stopped job gets :class:`JobInterrupted` raised inside its thread."""
+
+    def __init__(self, max_idle: int = 64, idle_exit: float = 60.0) -> None:
+        self.max_idle = max_idle
+        self.idle_exit = idle_exit
+        self._idle: list[_JobThread] = []
+        self._lock = threading.Lock()
+
+    def submit(self, job: _Job) -> None:
+        with self._lock:
+            thread = self._idle.pop() if self._idle else None
+            if thread is None:
+                thread = _JobThread(self)
+                thread.start()
+            job.thread = thread
+            thread.inbox.put(job)
+
+    def park(self, thread: _JobThread) -> bool:
+        """Back to the idle list; False (the thread ends) when enough are idle."""
+        with self._lock:
+            if len(self._idle) >= self.max_idle:
+                return False
+            self._idle.append(thread)
+            return True
+
+    def retire(self, thread: _JobThread) -> bool:
+        """An idle thread timed out waiting: may it end? Not if a job was just handed
+        to it."""
+        with self._lock:
+            if thread in self._idle:
+                self._idle.remove(thread)
+                return True
+            return thread.inbox.empty()
+
+    @staticmethod
+    def interrupt(job: _Job) -> None:
+        """Stop ``job``: skipped if not started yet, else JobInterrupted is raised in its
+        thread at the next Python instruction (a blocking C call finishes first)."""
+        thread = job.thread
+        if thread is None:
+            job.cancelled = True
+            return
+        with thread.lock:
+            job.cancelled = True
+            if thread.current is job and thread.ident is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(thread.ident), ctypes.py_object(JobInterrupted)
+                )
+
+
+THREADS = DaemonThreads()
+
+
 async def in_daemon_thread(func: Callable[[JobContext], Any], ctx: JobContext) -> Any:
-    """``func(ctx)`` in a daemon thread of its own. Unlike the default executor, an
-    abandoned thread neither holds a pool slot nor keeps the process from exiting; on
-    cancellation :class:`JobInterrupted` is raised inside it."""
+    """``func(ctx)`` in one of :data:`THREADS`; cancelling this interrupts it."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
 
@@ -151,32 +279,13 @@ async def in_daemon_thread(func: Callable[[JobContext], Any], ctx: JobContext) -
         else:
             future.set_exception(value)
 
-    def target() -> None:
-        try:
-            value = func(ctx)
-        except JobInterrupted:
-            return
-        except BaseException as exc:
-            loop.call_soon_threadsafe(settle, False, exc)
-            return
-        loop.call_soon_threadsafe(settle, True, value)
-
-    thread = threading.Thread(target=target, name=f"job-{ctx.job_id}", daemon=True)
-    thread.start()
+    job = _Job(func, ctx, loop, settle)
+    THREADS.submit(job)
     try:
         return await future
     except asyncio.CancelledError:
-        interrupt(thread)
+        THREADS.interrupt(job)
         raise
-
-
-def interrupt(thread: threading.Thread) -> None:
-    """Raise JobInterrupted in ``thread`` at its next bytecode (a blocking C call, e.g.
-    ``time.sleep``, finishes first)."""
-    if thread.ident is not None and thread.is_alive():
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(thread.ident), ctypes.py_object(JobInterrupted)
-        )
 
 
 def command_env(base: Mapping[str, str], spec: JobSpec, ctx: JobContext) -> dict[str, str]:
