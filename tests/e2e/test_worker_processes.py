@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from hookline.keys import DEFAULT_QUEUE, GROUP_WORKERS, Keys
-from support.jobs import finished, handler_spec, pending, queue_job, started
 from support.processes import ServiceProcess, http_json
 from support.waiting import async_wait_until
+from support.worker_jobs import finished, handler_spec, pending, queue_job, started
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,8 @@ from hookline.redis_client import connect
 from hookline_worker.metrics import WorkerMetrics
 from hookline_worker.settings import load
 from hookline_worker.worker import Worker
-from support.jobs import dead_letters, finished, handler_spec, pending, queue_job, started
 from support.waiting import async_wait_until
+from support.worker_jobs import dead_letters, finished, handler_spec, pending, queue_job, started
 
 Running = tuple[Worker, asyncio.Event, "asyncio.Task[None]", CollectorRegistry]
 StartWorker = Callable[..., "asyncio.Future[Running]"]

@@ -1,4 +1,4 @@
-"""Handler pipelines for worker tests (importable as ``support.pipelines:<name>``).
+"""Handler pipelines for worker tests (importable as ``support.worker_pipelines:<name>``).
 
 A job's ``meta`` tells the blocking ones which file to wait for, so a test decides when
 they end without sleeping."""

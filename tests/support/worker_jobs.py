@@ -20,7 +20,7 @@ from hookline.keys import DEFAULT_QUEUE, EVENT_FIELD, Keys
 
 
 def handler_spec(name: str, **fields: Any) -> JobSpec:
-    return JobSpec(pipeline=name, handler=f"support.pipelines:{name}", **fields)
+    return JobSpec(pipeline=name, handler=f"support.worker_pipelines:{name}", **fields)
 
 
 async def queue_job(
