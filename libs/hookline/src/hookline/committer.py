@@ -9,17 +9,23 @@ grows with load.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from hookline.consumer import Acks, Entry, Op, commit
 from hookline.redis_client import Redis
 
+CommitFn = Callable[[Redis, Sequence[Op], Acks], Awaitable[list[Any]]]
+
 
 class Committer:
-    def __init__(self, redis: Redis, group: str, max_batch: int = 500) -> None:
+    def __init__(
+        self, redis: Redis, group: str, max_batch: int = 500, commit_fn: CommitFn = commit
+    ) -> None:
         self.redis = redis
         self.group = group
         self.max_batch = max_batch
+        self.commit_fn = commit_fn
         self._items: list[tuple[Sequence[Op], Entry | None, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -67,7 +73,7 @@ class Committer:
             if entry is not None:
                 acks.add(entry)
         try:
-            await commit(self.redis, ops, acks)
+            await self.commit_fn(self.redis, ops, acks)
         except Exception as exc:
             for _, _, future in batch:
                 if not future.done():

@@ -287,29 +287,32 @@ class Consumer:
         """Take over entries idle longer than ``claim_idle`` (their consumer died or keeps
         failing); past ``max_deliveries`` they are dead-lettered instead of run again."""
         for stream in streams:
-            pending = await self.redis.xpending_range(
-                stream,
-                self.group,
-                min="-",
-                max="+",
-                count=self.count,
-                idle=self.claim_idle_ms,
+            entries = await claim_stale_entries(
+                self.redis, stream, self.group, self.name, self.claim_idle_ms, self.count
             )
-            if not pending:
-                continue
-            counts = {_s(p["message_id"]): int(p["times_delivered"]) for p in pending}
-            claimed = await self.redis.xclaim(
-                stream, self.group, self.name, self.claim_idle_ms, list(counts)
-            )
-            entries = _entries_of(stream, claimed)
-            for entry in entries:
-                entry.deliveries = counts.get(entry.entry_id, 1) + 1
-            # Claimed ids whose entry was trimmed come back empty from XCLAIM: ack them.
-            gone = set(counts) - {e.entry_id for e in entries}
-            entries.extend(Entry(stream, eid, None) for eid in gone)
             if entries:
                 self._log.info("claimed_stale_entries", stream=stream, count=len(entries))
                 await self.process(entries)
+
+
+async def claim_stale_entries(
+    redis: Redis, stream: str, group: str, consumer: str, idle_ms: int, count: int
+) -> list[Entry]:
+    """Claim up to ``count`` entries of ``stream`` idle for ``idle_ms`` or longer, each
+    with its delivery count (this claim included). XCLAIM's own idle check makes two
+    claimers racing for one entry harmless: only one gets it. Claimed ids whose entry
+    was trimmed come back with ``data`` None on Redis 6.2 (acknowledge them); Redis 7
+    drops them from the pending list itself. An id missing from the reply was claimed
+    first by another consumer and is left to it."""
+    pending = await redis.xpending_range(stream, group, min="-", max="+", count=count, idle=idle_ms)
+    if not pending:
+        return []
+    counts = {_s(p["message_id"]): int(p["times_delivered"]) for p in pending}
+    claimed = await redis.xclaim(stream, group, consumer, idle_ms, list(counts))
+    entries = _entries_of(stream, claimed)
+    for entry in entries:
+        entry.deliveries = counts.get(entry.entry_id, 1) + 1
+    return entries
 
 
 def _s(value: Any) -> str:

@@ -16,7 +16,9 @@ from hookline_worker.settings import WorkerSettings, load
 
 
 def flags_of(args: argparse.Namespace) -> dict[str, Any]:
-    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    queues = None
+    if args.queues is not None:  # "--queues ''" is an error, not the default queue
+        queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     return {
         "name": args.name,
         "queues": queues,
@@ -24,6 +26,9 @@ def flags_of(args: argparse.Namespace) -> dict[str, Any]:
         "burst": args.burst,
         "port": args.port,
         "shutdown_timeout": args.shutdown_timeout,
+        "worker_ttl": args.worker_ttl,
+        "lease_timeout": args.lease_timeout,
+        "batch": args.batch,
     }
 
 

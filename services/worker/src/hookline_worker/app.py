@@ -10,8 +10,9 @@ from hookline.redis_client import Redis, connect, lifespan
 from hookline.service import Service
 from hookline.web import add_ops_routes
 
+from hookline_worker.metrics import WorkerMetrics
 from hookline_worker.settings import WorkerSettings
-from hookline_worker.worker import Worker, WorkerMetrics
+from hookline_worker.worker import Worker
 
 WORKER: web.AppKey[Worker] = web.AppKey("worker", Worker)
 
@@ -35,8 +36,11 @@ def build(settings: WorkerSettings) -> Service[WorkerSettings]:
             "redis_connected": ok,
             "name": worker.name,
             "queues": settings.queues,
+            "state": worker.state,
+            "concurrency": settings.concurrency,
             "busy": len(worker.running),
             "jobs_done": worker.jobs_done,
+            "jobs_failed": worker.jobs_failed,
         }
 
     add_ops_routes(app, registry, health)

@@ -13,8 +13,11 @@ from hookline.events import Meta
 _decoder = msgspec.json.Decoder(dict[str, Any])
 
 
-@dataclass
+@dataclass(slots=True)
 class JobContext:
+    """One attempt of a job, as its handler sees it. ``payload``, ``artifacts_dir`` and
+    ``log`` are built on first use (most handlers need only some of them)."""
+
     job_id: str
     delivery_id: str
     attempt: int
@@ -22,10 +25,11 @@ class JobContext:
     pipeline: str
     worker: str
     meta: Meta
-    artifacts_dir: Path
-    raw_payload: bytes = b"{}"
-    log: Any = field(default_factory=structlog.get_logger)
-    _payload: dict[str, Any] | None = None
+    artifacts_root: Path
+    raw_payload: bytes | msgspec.Raw = b"{}"
+    base_log: Any = None
+    _payload: dict[str, Any] | None = field(default=None, repr=False)
+    _log: Any = field(default=None, repr=False)
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -33,6 +37,20 @@ class JobContext:
         if self._payload is None:
             self._payload = _decoder.decode(self.raw_payload)
         return self._payload
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """``HOOKLINE_ARTIFACTS_DIR/<job id>``: files kept after the job (created by
+        :meth:`artifact_path`)."""
+        return self.artifacts_root / self.job_id
+
+    @property
+    def log(self) -> Any:
+        """A structlog logger bound to the job id and attempt."""
+        if self._log is None:
+            base = self.base_log if self.base_log is not None else structlog.get_logger()
+            self._log = base.bind(job_id=self.job_id, attempt=self.attempt)
+        return self._log
 
     def artifact_path(self, name: str) -> Path:
         """A file path for this job's artifacts; the folder is created on first use."""

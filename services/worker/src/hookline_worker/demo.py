@@ -48,3 +48,8 @@ def summarize(ctx: JobContext) -> dict[str, Any]:
     path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     figures = {k: v for k, v in summary.items() if k != "files"}
     return {"artifact": str(path.resolve()), **figures}
+
+
+async def noop(ctx: JobContext) -> None:
+    """Does nothing: for smoke tests and for measuring the worker itself."""
+    return None

@@ -27,6 +27,8 @@ class WorkerSettings(BaseSettings, frozen=True, kw_only=True):
     lease_timeout: Duration = Duration(30)
     shutdown_timeout: Duration = Duration(60)
     worker_ttl: Duration = Duration(30)
+    max_deliveries: int = 3
+    kill_grace: Duration = Duration(5)
 
     ENV: ClassVar[dict[str, str]] = {
         "host": "HOOKLINE_WORKER_HOST",
@@ -41,6 +43,8 @@ class WorkerSettings(BaseSettings, frozen=True, kw_only=True):
         "lease_timeout": "HOOKLINE_WORKER_LEASE_TIMEOUT",
         "shutdown_timeout": "HOOKLINE_WORKER_SHUTDOWN_TIMEOUT",
         "worker_ttl": "HOOKLINE_WORKER_TTL",
+        "max_deliveries": "HOOKLINE_WORKER_MAX_DELIVERIES",
+        "kill_grace": "HOOKLINE_WORKER_KILL_GRACE",
     }
 
     def __post_init__(self) -> None:
@@ -58,6 +62,21 @@ class WorkerSettings(BaseSettings, frozen=True, kw_only=True):
             raise ConfigError("HOOKLINE_WORKER_CONCURRENCY", "must be at least 1")
         if self.batch < 1:
             raise ConfigError("HOOKLINE_WORKER_BATCH", "must be at least 1")
+        if self.max_deliveries < 1:
+            raise ConfigError("HOOKLINE_WORKER_MAX_DELIVERIES", "must be at least 1")
+        if self.lease_timeout < 0.3:
+            raise ConfigError("HOOKLINE_WORKER_LEASE_TIMEOUT", "must be at least 0.3s")
+        if self.worker_ttl < 0.3:
+            raise ConfigError("HOOKLINE_WORKER_TTL", "must be at least 0.3s")
+        if self.shutdown_timeout < 0:
+            raise ConfigError("HOOKLINE_WORKER_SHUTDOWN_TIMEOUT", "must not be negative")
+        if self.kill_grace < 0:
+            raise ConfigError("HOOKLINE_WORKER_KILL_GRACE", "must not be negative")
+        if self.name:
+            try:
+                check_name("worker name", self.name)
+            except ValueError as exc:
+                raise ConfigError("HOOKLINE_WORKER_NAME", str(exc)) from None
 
     @property
     def worker_name(self) -> str:

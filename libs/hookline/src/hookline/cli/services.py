@@ -67,6 +67,13 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--port", type=int, help="port of /health and /metrics (0: none)")
     parser.add_argument("--shutdown-timeout", help="how long SIGTERM waits for running jobs")
+    parser.add_argument(
+        "--worker-ttl", help="how long a silent worker still counts as alive (default 30s)"
+    )
+    parser.add_argument(
+        "--lease-timeout", help="idle time after which another worker takes a job (default 30s)"
+    )
+    parser.add_argument("--batch", type=int, help="entries read per XREADGROUP (default 100)")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -1,0 +1,78 @@
+"""The worker's pure decisions: attempt numbers, cancels, lease periods, spec checks."""
+
+from __future__ import annotations
+
+import re
+
+from hookline.events import JobSpec
+
+# Job ids name folders (work dir, artifacts): keep them to a safe, path-free shape.
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_HANDLER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def run_attempt(queued_attempt: int, deliveries: int) -> int:
+    """The attempt number of one run of a queued entry.
+
+    The first delivery runs the attempt the dispatcher queued; every redelivery of the
+    same entry (its worker crashed, lost its lease or handed it back on shutdown) is a
+    new attempt numbered one higher, so its ``job.started`` outranks the lost run's
+    events in the status view and both runs stay visible in the stream.
+    """
+    return queued_attempt + max(deliveries, 1) - 1
+
+
+def worker_lost(deliveries: int, max_deliveries: int) -> bool:
+    """An entry delivered more than ``max_deliveries`` times ends as "worker lost"."""
+    return deliveries > max_deliveries
+
+
+def cancel_applies(queued_attempt: int, marker: bytes | str | None) -> bool:
+    """A cancel marker holds the highest attempt to cancel. It stops every run of a queued
+    attempt up to that number (a reclaimed run of attempt 1 is still attempt 1's job)."""
+    if marker is None:
+        return False
+    try:
+        return queued_attempt <= int(marker)
+    except ValueError:
+        return False
+
+
+def lease_periods(lease_timeout: float) -> tuple[float, float]:
+    """How often to renew our leases and to look for lapsed ones: a lease is renewed
+    three times per timeout (a late renewal never loses it), and lapsed leases are
+    looked for four times per timeout (a crash is recovered within 1.25 timeouts)."""
+    renew = min(5.0, max(0.05, lease_timeout / 3))
+    claim = min(5.0, max(0.05, lease_timeout / 4))
+    return renew, claim
+
+
+def heartbeat_period(worker_ttl: float) -> float:
+    """A heartbeat every 5 s, or three per TTL when the TTL is short."""
+    return min(5.0, max(0.05, worker_ttl / 3))
+
+
+def job_id_problem(job_id: str) -> str | None:
+    if not _JOB_ID.match(job_id):
+        return f"job id {job_id!r} is not 1-128 letters, digits, '_', '.', ':' or '-'"
+    return None
+
+
+def spec_problem(spec: JobSpec) -> str | None:
+    """Why a job's spec cannot be run, or None. Such a job is dead-lettered unrun."""
+    if spec.command is not None and spec.handler is not None:
+        return f"pipeline {spec.pipeline!r} has both a command and a handler"
+    if spec.command is None and spec.handler is None:
+        return f"unknown pipeline {spec.pipeline!r}: no command and no handler"
+    if spec.command is not None:
+        if not spec.command or not spec.command[0]:
+            return f"pipeline {spec.pipeline!r} has an empty command"
+        if any("\x00" in arg for arg in spec.command):
+            return f"pipeline {spec.pipeline!r} has a NUL byte in its command"
+    if spec.handler is not None and not _HANDLER.match(spec.handler):
+        return f"handler {spec.handler!r} is not of the form 'package.module:function'"
+    if not spec.timeout > 0:
+        return f"pipeline {spec.pipeline!r} has timeout {spec.timeout!r}; must be > 0"
+    if any("\x00" in k or "=" in k or not k or "\x00" in v for k, v in spec.env.items()):
+        return f"pipeline {spec.pipeline!r} has an invalid environment variable"
+    return None
