@@ -182,16 +182,6 @@ class Keys:
         """Hash describing one worker (host, pid, queues, current jobs...)."""
         return f"{self.base}:worker:{name}"
 
-    # -- worker control --------------------------------------------------------
-    def cancel(self, job_id: str) -> str:
-        """Cancel marker of a job: its value is the highest attempt to cancel."""
-        return f"{self.base}:cancel:{job_id}"
-
-    @property
-    def control(self) -> str:
-        """Pub/sub channel on which a cancel publishes the job id (workers listen)."""
-        return f"{self.base}:control"
-
     def all_streams(self, queues: list[str]) -> list[str]:
         """Every event stream, with the queue streams of ``queues``."""
         return [
