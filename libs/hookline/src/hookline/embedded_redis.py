@@ -147,20 +147,24 @@ class EmbeddedRedis:
         raise HooklineError(f"redis-server did not answer on port {self.port} in {timeout}s")
 
     def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (Redis flushes its AOF), SIGKILL if it does not stop in ``timeout``."""
         proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._close_pipe()
 
     def kill(self) -> None:
         """SIGKILL, as a crash would (AOF keeps what was fsynced)."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.process is not None and self.process.stderr:
+            self.process.stderr.close()

@@ -18,6 +18,9 @@ _json = msgspec.json.Encoder()
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# An app whose API document says which methods each path has sets this, so a 405's
+# ``Allow`` header lists the documented methods, not every route that matches the path.
+ALLOWED_METHODS: web.AppKey[Callable[[str], list[str]]] = web.AppKey("allowed_methods")
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("registry", CollectorRegistry)
 
 
@@ -45,7 +48,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except web.HTTPMethodNotAllowed as exc:
         response = json_error(405, "method_not_allowed", f"{request.method} is not allowed here")
-        response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+        documented = request.app.get(ALLOWED_METHODS)
+        methods = documented(request.path) if documented else sorted(exc.allowed_methods)
+        response.headers["Allow"] = ",".join(methods)
         return response
     except web.HTTPNotFound:
         return json_error(404, "not_found", f"no such endpoint: {request.path}")

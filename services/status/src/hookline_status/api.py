@@ -27,9 +27,9 @@ from hookline.views import (
     read_view,
     system_info,
 )
-from hookline.web import json_error, json_response
+from hookline.web import ALLOWED_METHODS, json_error, json_response
 
-from hookline_status.openapi import document
+from hookline_status.openapi import allowed_methods, document
 from hookline_status.settings import StatusSettings
 
 SETTINGS: web.AppKey[StatusSettings] = web.AppKey("settings", StatusSettings)
@@ -42,6 +42,7 @@ _SAFE_HEADER = re.compile(r"[!-~]{1,100}")
 
 
 def add_routes(app: web.Application) -> None:
+    app[ALLOWED_METHODS] = allowed_methods
     app.router.add_get("/jobs", list_jobs_view)
     app.router.add_post("/jobs/requeue-failed", requeue_failed)
     app.router.add_get("/jobs/{job_id}", get_job_view)
