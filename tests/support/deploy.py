@@ -135,3 +135,60 @@ class AclRedis:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=15)
+
+
+def settings_by_service() -> dict[str, set[str]]:
+    """Every environment variable each service reads, from its settings classes."""
+    import importlib
+    import inspect
+
+    from hookline.config import BaseSettings, env_names
+
+    found: dict[str, set[str]] = {}
+    for service in SERVICES:
+        module = importlib.import_module(f"hookline_{service}.settings")
+        names: set[str] = set()
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, BaseSettings) and cls.__module__ == module.__name__:
+                names |= set(env_names(cls).values())
+        assert names, f"no settings class in hookline_{service}.settings"
+        found[service] = names
+    return found
+
+
+def all_settings() -> set[str]:
+    return set().union(*settings_by_service().values())
+
+
+def console_scripts(service: str) -> dict[str, str]:
+    import tomllib
+
+    data = tomllib.loads((REPO / "services" / service / "pyproject.toml").read_text())
+    return dict(data["project"].get("scripts", {}))
+
+
+def dist_name(service: str) -> str:
+    import tomllib
+
+    data = tomllib.loads((REPO / "services" / service / "pyproject.toml").read_text())
+    return str(data["project"]["name"])
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
+    return out
