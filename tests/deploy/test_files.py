@@ -215,13 +215,14 @@ def test_compose_mounts_only_files_that_exist() -> None:
 def test_nginx_serves_the_old_api_on_port_5001() -> None:
     conf = (DEPLOY / "nginx" / "hookline.conf").read_text()
     assert re.search(r"listen 5001;", conf)
-    assert "set $ingress http://ingress:5001;" in conf
-    assert "set $status http://status:5002;" in conf
+    assert "set $hookline_ingress http://ingress:5001;" in conf
+    assert "set $hookline_status http://status:5002;" in conf
     locations = dict(
         re.findall(r"location (= /[\w./-]*|/[\w./-]*) \{\s*(?:[^{}]*?)proxy_pass (\$\w+);", conf)
     )
-    assert locations["= /webhook"] == "$ingress"
-    assert locations["= /jobs"] == locations["/jobs/"] == locations["= /health"] == "$status"
+    assert locations["= /webhook"] == "$hookline_ingress"
+    assert locations["= /jobs"] == locations["/jobs/"] == "$hookline_status"
+    assert locations["= /health"] == "$hookline_status"
     assert compose()["services"]["nginx"]["ports"] == [
         "${HOOKLINE_BIND:-127.0.0.1}:${HOOKLINE_HTTP_PORT:-5001}:5001"
     ]
