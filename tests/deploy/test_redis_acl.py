@@ -88,6 +88,7 @@ CASES = [
         True,
     ),
     ("dispatcher", ["XADD", P + "job.queued.high", "*", "e", "x"], True),
+    ("dispatcher", ["XACK", P + "job.started", "dispatcher", "1-1"], True),
     ("dispatcher", ["XADD", P + "job.finished", "*", "e", "x"], True),
     ("dispatcher", ["ZADD", P + "delayed", "1", "m"], True),
     ("dispatcher", ["HSET", P + "delayed:events", "m", "x"], True),
