@@ -204,6 +204,27 @@ def test_compose_redis_has_aof_noeviction_and_the_acl_users() -> None:
     assert tokens == {k for k in redis["environment"]}
 
 
+def test_compose_volumes_of_the_services_are_directories_the_image_owns() -> None:
+    """A new named volume takes the ownership of the image's directory: the services run
+    as uid 10001, so every directory they write to must exist in the image."""
+    runs = " ".join(
+        args
+        for op, args in dockerfile_instructions(DEPLOY / "docker" / "Dockerfile")
+        if op == "RUN"
+    )
+    made = set(re.findall(r"(/var/lib/hookline/\w+)", runs))
+    assert "chown -R hookline:hookline /var/lib/hookline" in runs
+    named = set(compose()["volumes"])
+    for service in SERVICES:
+        spec = compose()["services"][service]
+        for volume in spec.get("volumes", []):
+            if isinstance(volume, str) and volume.split(":")[0] in named:
+                assert volume.split(":")[1] in made, (service, volume)
+        for name, value in spec["environment"].items():
+            if name.endswith("_DIR") and str(value).startswith("/var/lib/hookline/"):
+                assert value in made, (service, name, value)
+
+
 def test_compose_mounts_only_files_that_exist() -> None:
     for name, spec in compose()["services"].items():
         for volume in spec.get("volumes", []):
