@@ -123,6 +123,8 @@ CASES = [
     ("status", ["HSET", P + "g1:job:j1", "status", "queued"], True),
     ("status", ["ZADD", P + "jobs:all", "1", "j1"], True),
     ("status", ["HINCRBY", P + "metrics:completed", "k", "1"], True),
+    ("status", ["INCRBY", P + "views:next", "1"], True),
+    ("status", ["SCAN", "0", "MATCH", P + "g1:*"], True),
     ("status", ["XADD", P + "commands", "*", "e", "x"], True),
     ("status", ["BLPOP", P + "answer:c1", "1"], True),
     ("status", ["XINFO", "GROUPS", P + "job.queued.pipeline_tasks"], True),
