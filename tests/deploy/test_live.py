@@ -293,8 +293,10 @@ def query(base: str, expr: str) -> list[dict[str, Any]]:
     return result
 
 
-@pytest.fixture
-def prometheus(system: System, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def prometheus(system: System, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Prometheus with the repo's scrape config and rules, scraping the module's system."""
+    tmp_path = tmp_path_factory.mktemp("prometheus")
     binary = need_tool("prometheus", "prometheus")
     port = free_port()
     config = prometheus_config(system, tmp_path)
@@ -361,3 +363,25 @@ def test_prometheus_sees_the_jobs_completed(system: System, prometheus: str) -> 
         what="hookline_jobs_completed_total to count the finished jobs",
     )
     assert total
+
+
+def grafana_to_promql(expr: str) -> str:
+    """A dashboard expression as Grafana sends it: its variables filled in."""
+    return expr.replace("$__rate_interval", "1m").replace('=~"$queue"', '=~".*"')
+
+
+def test_every_dashboard_and_alert_expression_is_valid_promql(
+    system: System, prometheus: str
+) -> None:
+    """Prometheus itself parses and evaluates each expression (a typo is a 400)."""
+    dashboard = json.loads((DEPLOY / "grafana" / "hookline.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    for expr in exprs:
+        promql = grafana_to_promql(expr)
+        assert "$" not in promql, promql
+        url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        status, body = http_json(url)
+        assert status == 200, (expr, body)
+        assert body["status"] == "success", (expr, body)
