@@ -7,6 +7,7 @@ kustomize) or loaded by the real programs in test_live.py and test_redis_acl.py.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -499,11 +500,15 @@ def test_keda_scales_workers_on_the_consumer_group_lag_down_to_zero(
     for trigger in triggers:
         assert trigger["metadata"]["stream"] == stream
         assert trigger["metadata"]["consumerGroup"] == GROUP_WORKERS
-        assert trigger["metadata"]["username"] == "keda"
     assert any("lagCount" in t["metadata"] for t in triggers), "lag: scales from zero"
     auth = by_kind(k8s, "TriggerAuthentication")[triggers[0]["authenticationRef"]["name"]]
-    (ref,) = auth["spec"]["secretTargetRef"]
-    assert ref["key"] in by_kind(k8s, "Secret")[ref["name"]]["data"]
+    refs = {ref["parameter"]: ref for ref in auth["spec"]["secretTargetRef"]}
+    assert set(refs) == {"username", "password"}
+    secret = by_kind(k8s, "Secret")["hookline-secrets"]
+    for ref in refs.values():
+        assert ref["name"] == "hookline-secrets"
+        assert ref["key"] in secret["data"]
+    assert base64.b64decode(secret["data"][refs["username"]["key"]]) == b"keda"
     acl = (DEPLOY / "redis" / "users.acl").read_text()
     assert re.search(r"^user keda on .*\+xinfo\|groups", acl, re.M)
 
@@ -529,5 +534,6 @@ def test_k8s_secret_holds_the_webhook_secret_redis_credentials_and_admin_token(
         "redis-url-dispatcher",
         "redis-url-worker",
         "redis-url-status",
+        "redis-username-keda",
         "redis-password-keda",
     }
