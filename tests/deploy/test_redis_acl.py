@@ -172,9 +172,12 @@ def test_webhook_to_finished_with_each_service_logged_in_as_its_own_user(
         args = ["--name", "acl-w1"] if service == "worker" else None
         procs[service] = ServiceProcess(service, env, logs, args=args)
         services.append(procs[service])
-        procs[service].start()
     status_url = procs["status"].url
     procs["ingress"].env["HOOKLINE_STATUS_URL"] = status_url
+    for proc in procs.values():
+        proc.start(wait=False)
+    for proc in procs.values():
+        proc.wait_healthy()
 
     jobs = {}
     for event, name, expected in (
