@@ -17,7 +17,7 @@ def full_jitter(
     if attempt < 1:
         raise ValueError("attempt counts from 1")
     ceiling = min(cap, base * (2 ** min(attempt - 1, 62)))
-    return ceiling * rand()
+    return float(ceiling * rand())
 
 
 def reconnect_delay(failures: int, rand: Callable[[], float] = random.random) -> float:

@@ -20,4 +20,5 @@ async def send_command(
     reply = await redis.blpop([keys.command_answer(command.event_id)], timeout=timeout)
     if reply is None:
         return None
-    return decode_answer(reply[1])
+    data = reply[1]
+    return decode_answer(data if isinstance(data, bytes) else str(data).encode())

@@ -27,7 +27,7 @@ def _id_ms(entry_id: bytes | str) -> int:
 
 async def known_queues(redis: Redis, keys: Keys) -> list[str]:
     """Every queue a job was ever queued on, with the default queue always first."""
-    members = {m.decode() for m in await redis.smembers(keys.queues)}
+    members = {_str(m) for m in await redis.smembers(keys.queues)}
     members.discard(DEFAULT_QUEUE)
     return [DEFAULT_QUEUE, *sorted(members)]
 
@@ -53,12 +53,12 @@ async def queue_stats(redis: Redis, keys: Keys, queue: str) -> QueueStats:
     oldest: list[int] = []
     if waiting:
         first = await redis.xrange(stream, min=f"({last}", count=1)
-        if first:
-            oldest.append(_id_ms(first[0][0]))
+        if first and (first_id := first[0][0]) is not None:
+            oldest.append(_id_ms(first_id))
     if pending:
         summary = await redis.xpending(stream, GROUP_WORKERS)
-        if summary and summary.get("min"):
-            oldest.append(_id_ms(summary["min"]))
+        if summary and (smallest := summary.get("min")):
+            oldest.append(_id_ms(smallest))
     age = max(0.0, (now_ms - min(oldest)) / 1000) if oldest else 0.0
     return QueueStats(queue, length, waiting, pending, age)
 
@@ -66,7 +66,7 @@ async def queue_stats(redis: Redis, keys: Keys, queue: str) -> QueueStats:
 async def _count_after(redis: Redis, stream: str, last: str) -> int:
     """Entries after ``last`` (for Redis < 7, which does not report a group's lag)."""
     entries = await redis.xrange(stream, min=f"({last}", count=100_000)
-    return len(entries)
+    return len(entries or ())
 
 
 def _name(group: dict[str, object]) -> str:
@@ -80,4 +80,4 @@ def _str(value: object) -> str:
 async def live_workers(redis: Redis, keys: Keys, ttl: float) -> list[str]:
     """Names of workers whose last heartbeat is younger than ``ttl`` seconds."""
     since = int((time.time() - ttl) * 1000)
-    return [m.decode() for m in await redis.zrangebyscore(keys.workers, since, "+inf")]
+    return [_str(m) for m in await redis.zrangebyscore(keys.workers, since, "+inf")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -51,7 +52,8 @@ async def eviction_policy(redis: Redis) -> str:
         reply = await redis.config_get("maxmemory-policy")
     except ResponseError:
         return "unknown"
-    raw = reply.get(b"maxmemory-policy") or reply.get("maxmemory-policy") or b"unknown"
+    values: dict[Any, Any] = dict(reply.items())
+    raw = values.get(b"maxmemory-policy") or values.get("maxmemory-policy") or b"unknown"
     policy = raw.decode() if isinstance(raw, bytes) else str(raw)
     if policy not in ("noeviction", "unknown"):
         get_logger().error(

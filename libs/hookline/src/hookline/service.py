@@ -12,9 +12,9 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
@@ -27,7 +27,7 @@ S = TypeVar("S", bound=BaseSettings)
 
 EXIT_CONFIG = 2
 
-Run = Callable[[asyncio.Event], Awaitable[None]]
+Run = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -70,7 +70,7 @@ def _run_loop(main: Awaitable[int]) -> int:
     try:
         import uvloop
 
-        return uvloop.run(main)  # type: ignore[arg-type,no-any-return]
+        return uvloop.run(main)  # type: ignore[arg-type]
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         return asyncio.run(main)  # type: ignore[arg-type]
 
