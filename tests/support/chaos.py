@@ -217,10 +217,16 @@ class ChaosRun:
 
     # -- faults ----------------------------------------------------------------------------
     def schedule(self, duration: float) -> list[Fault]:
-        faults, at = [], 1.0
+        """Fault times spread over ``duration``; the kinds come in seeded shuffles of
+        every kind, so each kind is injected before any kind repeats."""
+        faults: list[Fault] = []
+        kinds: list[str] = []
+        at = 1.0
         low, high = self.fault_every
         while at < duration:
-            faults.append(Fault(round(at, 2), self.rng.choice(self.fault_kinds)))
+            if not kinds:
+                kinds = self.rng.sample(self.fault_kinds, len(self.fault_kinds))
+            faults.append(Fault(round(at, 2), kinds.pop()))
             at += self.rng.uniform(low, high)
         return faults
 
