@@ -19,13 +19,11 @@ from hookline.events import (
     JobError,
     JobFinished,
     JobQueued,
-    WebhookReceived,
     decode,
     encode,
 )
-from hookline.ids import job_id_for_delivery
 from hookline.keys import EVENT_FIELD, Keys
-from support.payloads import payload
+from support.payloads import append_webhook
 from support.processes import ServiceProcess, http_json
 from support.waiting import wait_until
 
@@ -76,20 +74,6 @@ def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-def webhook(client: redis.Redis, keys: Keys, event: str, name: str, delivery: str) -> str:
-    body = payload(event, name)
-    job_id = job_id_for_delivery(delivery)
-    received = WebhookReceived(
-        delivery_id=delivery,
-        job_id=job_id,
-        event=event,
-        action=json.loads(body).get("action"),
-        payload=msgspec.Raw(body),
-    )
-    client.xadd(keys.webhook_received, {EVENT_FIELD: encode(received)})
-    return job_id
-
-
 def events_of(client: redis.Redis, stream: str, job_id: str) -> list[object]:
     found = []
     for _, fields in client.xrange(stream):
@@ -119,9 +103,9 @@ def test_retries_with_backoff_dead_letters_and_a_delayed_command_pipeline(
         services.append(ServiceProcess(name, env, tmp_path / "logs").start())
     dispatcher, status = services[0], services[-1]
 
-    flaky = webhook(sync_redis, keys, "push", "with-new-branch.payload.json", "e2e-flaky")
-    doomed = webhook(sync_redis, keys, "pull_request", "opened.payload.json", "e2e-doomed")
-    args = webhook(sync_redis, keys, "release", "published.payload.json", "e2e-args")
+    flaky = append_webhook(sync_redis, keys, "push", "with-new-branch.payload.json", "e2e-flaky")
+    doomed = append_webhook(sync_redis, keys, "pull_request", "opened.payload.json", "e2e-doomed")
+    args = append_webhook(sync_redis, keys, "release", "published.payload.json", "e2e-args")
 
     def view(job_id: str) -> dict[str, object]:
         code, body = http_json(f"{status.url}/jobs/{job_id}")
@@ -224,12 +208,12 @@ def test_two_dispatchers_at_once_never_queue_a_job_twice_even_when_one_dies(
         services.append(ServiceProcess("dispatcher", env, tmp_path / "logs").start())
     total = 300
     jobs = [
-        webhook(sync_redis, keys, "push", "with-new-branch.payload.json", f"two-{i}")
+        append_webhook(sync_redis, keys, "push", "with-new-branch.payload.json", f"two-{i}")
         for i in range(total)
     ]
     for job_id in jobs[:50]:  # replays of the same deliveries
         delivery = f"two-{jobs.index(job_id)}"
-        webhook(sync_redis, keys, "push", "with-new-branch.payload.json", delivery)
+        append_webhook(sync_redis, keys, "push", "with-new-branch.payload.json", delivery)
     stream = keys.job_queued("pipeline_tasks")
 
     def queued() -> list[JobQueued]:

@@ -12,13 +12,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 import redis
-from hookline.events import WebhookReceived, encode
-from hookline.ids import job_id_for_delivery
-from hookline.keys import EVENT_FIELD, Keys
-from support.payloads import payload
+from hookline.keys import Keys
+from support.payloads import append_webhook
 from support.processes import ServiceProcess, http_json
 from support.waiting import wait_until
 
@@ -44,20 +41,6 @@ pipeline = "long"
 events = ["pull_request"]
 pipeline = "doomed"
 """
-
-
-def deliver(client: redis.Redis, keys: Keys, event: str, name: str, delivery: str) -> str:
-    body = payload(event, name)
-    job_id = job_id_for_delivery(delivery)
-    received = WebhookReceived(
-        delivery_id=delivery,
-        job_id=job_id,
-        event=event,
-        action=json.loads(body).get("action"),
-        payload=msgspec.Raw(body),
-    )
-    client.xadd(keys.webhook_received, {EVENT_FIELD: encode(received)})
-    return job_id
 
 
 def post(url: str, token: str | None = TOKEN) -> tuple[int, Any]:
@@ -97,7 +80,7 @@ def test_cancel_requeue_and_purge_through_the_api_and_the_cli(
     client = redis.Redis.from_url(redis_url)
 
     # A running command pipeline is canceled through POST /jobs/<id>/cancel.
-    running = deliver(client, keys, "push", "with-new-branch.payload.json", "op-long")
+    running = append_webhook(client, keys, "push", "with-new-branch.payload.json", "op-long")
     wait_until(
         lambda: view(status, running).get("status") == "started",
         timeout=20,
@@ -115,7 +98,7 @@ def test_cancel_requeue_and_purge_through_the_api_and_the_cli(
     )
 
     # A failed job is requeued through the API: a new attempt of the same job id.
-    doomed = deliver(client, keys, "pull_request", "opened.payload.json", "op-doomed")
+    doomed = append_webhook(client, keys, "pull_request", "opened.payload.json", "op-doomed")
     wait_until(
         lambda: view(status, doomed).get("status") == "failed",
         timeout=20,

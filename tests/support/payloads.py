@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
+import msgspec
 from hookline import signing
+from hookline.events import WebhookReceived, encode
+from hookline.ids import job_id_for_delivery
+from hookline.keys import EVENT_FIELD, Keys
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,3 +47,19 @@ def signed_headers(
         "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
         "X-Hub-Signature-256": signing.sign(secret, body),
     }
+
+
+def append_webhook(client: Any, keys: Keys, event: str, name: str, delivery: str) -> str:
+    """Append a ``webhook.received`` of a real payload straight to the stream (as the
+    ingress would) and return its job id."""
+    body = payload(event, name)
+    job_id = job_id_for_delivery(delivery)
+    received = WebhookReceived(
+        delivery_id=delivery,
+        job_id=job_id,
+        event=event,
+        action=json.loads(body).get("action"),
+        payload=msgspec.Raw(body),
+    )
+    client.xadd(keys.webhook_received, {EVENT_FIELD: encode(received)})
+    return job_id

@@ -40,7 +40,6 @@ _json = msgspec.json.Encoder()
 _SAFE_HEADER = re.compile(r"[!-~]{1,100}")
 
 
-
 def add_routes(app: web.Application) -> None:
     app[ALLOWED_METHODS] = allowed_methods
     app.router.add_get("/jobs", list_jobs_view)
@@ -203,19 +202,17 @@ async def _known_job(request: web.Request) -> tuple[str, web.Response | None]:
 
 
 async def requeue_job(request: web.Request) -> web.Response:
-    if (denied := check_admin(request)) is not None:
-        return denied
-    if (bad := _no_query(request)) is not None:
-        return _bad_query(bad)
-    job_id, missing = await _known_job(request)
-    if missing is not None:
-        return missing
-    return await _command(
-        request, JobRequeueRequested(job_id=job_id, requested_by=_requester(request))
-    )
+    return await _job_command(request, JobRequeueRequested)
 
 
 async def cancel_job(request: web.Request) -> web.Response:
+    return await _job_command(request, JobCancelRequested)
+
+
+async def _job_command(
+    request: web.Request, command: type[JobRequeueRequested] | type[JobCancelRequested]
+) -> web.Response:
+    """An admin command about one known job: checked, appended, answered."""
     if (denied := check_admin(request)) is not None:
         return denied
     if (bad := _no_query(request)) is not None:
@@ -223,9 +220,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     job_id, missing = await _known_job(request)
     if missing is not None:
         return missing
-    return await _command(
-        request, JobCancelRequested(job_id=job_id, requested_by=_requester(request))
-    )
+    return await _command(request, command(job_id=job_id, requested_by=_requester(request)))
 
 
 async def requeue_failed(request: web.Request) -> web.Response:
