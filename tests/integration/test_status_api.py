@@ -452,7 +452,7 @@ def promtool() -> str:
     if path is None:
         pytest.fail(
             "promtool is not installed: install Debian's prometheus package "
-            "(apt-get install -y prometheus); .ci/run does this"
+            "(apt-get install -y prometheus); scripts/test does this"
         )
     return path
 
