@@ -41,7 +41,7 @@ def need_tool(name: str, package: str) -> str:
         (p for p in (f"/usr/bin/{name}", f"/usr/sbin/{name}") if os.access(p, os.X_OK)), None
     )
     if not found:
-        raise AssertionError(f"{name} not found: apt-get install {package} (scripts/test installs it)")
+        raise AssertionError(f"{name} not found: apt-get install {package} (scripts/test does)")
     return found
 
 
