@@ -42,6 +42,20 @@ def http_json(url: str, timeout: float = 5.0) -> tuple[int, Any]:
             return exc.code, body.decode(errors="replace")
 
 
+def terminate(process: subprocess.Popen[bytes] | None, timeout: float) -> int | None:
+    """SIGTERM exactly this process, SIGKILL it if it has not ended in ``timeout``."""
+    if process is None:
+        return None
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
 def healthy(port: int) -> bool:
     try:
         status, _ = http_json(f"http://127.0.0.1:{port}/health", timeout=1)
@@ -115,13 +129,4 @@ class ServiceProcess:
             self.process.wait(timeout=10)
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return terminate(self.process, timeout)

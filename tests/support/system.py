@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from hookline.embedded_redis import free_port
 
-from support.processes import http_json
+from support.processes import http_json, terminate
 from support.waiting import wait_until
 
 
@@ -89,13 +88,4 @@ class System:
         return body if status == 200 else {}
 
     def stop(self, timeout: float = 60.0) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return terminate(self.process, timeout)

@@ -74,6 +74,22 @@ def _entries_of(stream: str, items: Any) -> list[Entry]:
     return out
 
 
+async def read_unless_stopped(request: Awaitable[Any], stop: asyncio.Event) -> list[Entry]:
+    """Await a blocking XREADGROUP unless ``stop`` is set first; then the read is
+    abandoned (an empty list), and what it had delivered stays pending for this consumer."""
+    read = asyncio.ensure_future(request)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({read, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not read.done():
+        read.cancel()
+        await asyncio.gather(read, return_exceptions=True)
+        return []
+    return parse_entries(read.result())
+
+
 async def ensure_group(redis: Redis, stream: str, group: str) -> None:
     """Create the group at the start of the stream (creating the stream too); an existing
     group is left as it is."""
@@ -225,17 +241,7 @@ class Consumer:
             return parse_entries(await request)
         # A blocking read is abandoned on stop: anything it had delivered stays pending
         # for us and is read first on the next start.
-        read = asyncio.ensure_future(request)
-        stopped = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({read, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-        if not read.done():
-            read.cancel()
-            await asyncio.gather(read, return_exceptions=True)
-            return []
-        return parse_entries(read.result())
+        return await read_unless_stopped(request, stop)
 
     async def process(self, entries: list[Entry]) -> None:
         """Handle a batch and commit its writes with its acknowledgements."""

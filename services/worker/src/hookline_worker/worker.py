@@ -30,6 +30,7 @@ from hookline.consumer import (
     dead_letter_op,
     ensure_group,
     parse_entries,
+    read_unless_stopped,
 )
 from hookline.errors import PipelineError
 from hookline.events import JobError, JobFinished, JobQueued, JobStarted, decode, encode, utcnow
@@ -346,17 +347,7 @@ class Worker:
         )
         # A stop does not wait for the blocking read: it is abandoned, and whatever it
         # had delivered is handed back with the rest of our pending entries.
-        read = asyncio.ensure_future(request)
-        stopped = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({read, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-        if not read.done():
-            read.cancel()
-            await asyncio.gather(read, return_exceptions=True)
-            return []
-        return parse_entries(read.result())
+        return await read_unless_stopped(request, stop)
 
     async def claim(self, count: int) -> list[Entry]:
         """Entries whose lease lapsed (their worker died, stalled or handed them back)."""
