@@ -58,8 +58,10 @@ def build(
         delay: float
         while not stop.is_set():
             try:
-                while await dispatcher.move_due(MOVE_BATCH) >= MOVE_BATCH:
-                    pass
+                # A full batch means more may be due: keep moving until one comes back short.
+                moved = MOVE_BATCH
+                while moved >= MOVE_BATCH:
+                    moved = await dispatcher.move_due(MOVE_BATCH)
                 metrics.deferred.set(await redis.zcard(keys.delayed))
                 failures = 0
                 delay = settings.tick

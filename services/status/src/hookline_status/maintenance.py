@@ -192,7 +192,7 @@ async def _apply(redis: Redis, keys: Keys, target: int, updates: list[ViewUpdate
 
 
 class RebuildBusy(RuntimeError):
-    pass
+    """Another rebuild holds the lock: one rebuild at a time."""
 
 
 @dataclass(frozen=True)
