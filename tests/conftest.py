@@ -1,7 +1,10 @@
-"""Session-wide fixtures: one real Redis, a private key prefix per test."""
+"""Session-wide fixtures: one real Redis, a private key prefix per test, and a test run
+that sees nothing of the user's environment, config files or ``.hookline/``."""
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -11,6 +14,29 @@ import redis.asyncio as aioredis
 from hookline.keys import Keys
 from support.processes import ServiceProcess
 from support.redis_server import RedisServer, start_redis
+
+
+# Settings a user may have exported; a test sets what it needs explicitly.
+USER_SETTINGS = ("HOOKLINE_", "REDIS_", "GITHUB_", "OTEL_")
+TEST_SETTINGS = ("HOOKLINE_TEST_", "HOOKLINE_CHAOS_")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name in list(os.environ):
+        if name.startswith(USER_SETTINGS) and not name.startswith(TEST_SETTINGS):
+            del os.environ[name]
+    # A shell that runs the suite in the background ignores SIGINT, and children inherit
+    # that: tests that stop a CLI with Ctrl-C need the default disposition back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(autouse=True)
+def _own_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test (and every process it starts) runs in its own empty folder, so a
+    ``hookline.toml`` or ``.hookline/`` in the checkout is never seen."""
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
 
 
 @pytest.fixture(scope="session")

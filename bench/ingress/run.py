@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hookline.embedded_redis import EmbeddedRedis, free_port
+from hookline.samples import SAMPLES
 from redis import Redis
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-PAYLOAD = REPO.parent / "shared" / "github-payloads" / "push" / "with-new-branch.payload.json"
+PAYLOAD = SAMPLES / "push" / "with-new-branch.payload.json"
 SECRET = "bench-secret"
 
 

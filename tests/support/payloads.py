@@ -1,11 +1,9 @@
-"""Real GitHub payloads from ``shared/github-payloads`` (beside the repository)."""
+"""Real GitHub payloads (the copy the library ships in ``hookline/github_payloads``)."""
 
 from __future__ import annotations
 
 import json
-import os
 import uuid
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -13,28 +11,12 @@ from hookline import signing
 from hookline.events import WebhookReceived, encode
 from hookline.ids import job_id_for_delivery
 from hookline.keys import EVENT_FIELD, Keys
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def payloads_dir() -> Path:
-    candidates = [
-        Path(os.environ["HOOKLINE_PAYLOADS"]) if os.environ.get("HOOKLINE_PAYLOADS") else None,
-        REPO.parent / "shared" / "github-payloads",
-        REPO / "shared" / "github-payloads",
-    ]
-    for candidate in candidates:
-        if candidate is not None and candidate.is_dir():
-            return candidate
-    raise AssertionError(
-        "real GitHub payloads not found: expected ../shared/github-payloads beside the "
-        "repository, or set HOOKLINE_PAYLOADS to that folder"
-    )
+from hookline.samples import sample
 
 
 def payload(event: str, name: str = "payload.json") -> bytes:
-    """The bytes of ``shared/github-payloads/<event>/<name>``, unchanged."""
-    return (payloads_dir() / event / name).read_bytes()
+    """The bytes of the shipped real payload ``<event>/<name>``, unchanged."""
+    return sample(event, name)
 
 
 def signed_headers(

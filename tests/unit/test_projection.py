@@ -14,7 +14,8 @@ from hookline.events import (
 )
 from hookline_status.projection import fold, render
 
-T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+# Relative to now: views expire against the wall clock, so a fixed date would expire.
+T0 = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
 IDS = {"job_id": "j1", "delivery_id": "d1"}
 
 

@@ -7,20 +7,17 @@ class and upcasts the old one at decode time, so handlers see one shape.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
 
+from hookline.clock import utcnow
 from hookline.ids import new_event_id
 from hookline.keys import DEFAULT_QUEUE
 
 Outcome = Literal["finished", "failed", "canceled", "skipped"]
 Meta = dict[str, str | int | bool | None]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from redis.exceptions import ResponseError
 
+from hookline import clock
 from hookline.keys import DEFAULT_QUEUE, GROUP_WORKERS, Keys
 from hookline.redis_client import Redis
 
@@ -49,7 +49,7 @@ async def queue_stats(redis: Redis, keys: Keys, queue: str) -> QueueStats:
         last = _str(group.get("last-delivered-id") or "0-0")
         lag = group.get("lag")
         waiting = int(lag) if lag is not None else await _count_after(redis, stream, last)
-    now_ms = time.time() * 1000
+    now_ms = clock.now_ms()
     oldest: list[int] = []
     if waiting:
         first = await redis.xrange(stream, min=f"({last}", count=1)
@@ -79,5 +79,5 @@ def _str(value: object) -> str:
 
 async def live_workers(redis: Redis, keys: Keys, ttl: float) -> list[str]:
     """Names of workers whose last heartbeat is younger than ``ttl`` seconds."""
-    since = int((time.time() - ttl) * 1000)
+    since = int((clock.now() - ttl) * 1000)
     return [_str(m) for m in await redis.zrangebyscore(keys.workers, since, "+inf")]

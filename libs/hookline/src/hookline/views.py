@@ -14,6 +14,8 @@ from typing import Any, Final
 import msgspec
 from redis.exceptions import ResponseError
 
+from hookline import clock
+from hookline.clock import now_ms
 from hookline.keys import GROUP_DISPATCHER, GROUP_STATUS, Keys, ViewKeys
 from hookline.queues import QueueStats, known_queues, queue_stats
 from hookline.redis_client import Redis
@@ -270,7 +272,7 @@ async def get_job_document(redis: Redis, keys: Keys, job_id: str) -> bytes | Non
     """One job's view as the API's JSON document (None if unknown or expired), read and
     handed on without decoding."""
     reply = await redis.eval(
-        GET_JOB, 1, keys.views_generation, keys.views_root, _NO_VIEW.job(job_id), _now_ms()
+        GET_JOB, 1, keys.views_generation, keys.views_root, _NO_VIEW.job(job_id), now_ms()
     )
     if reply is None:
         return None
@@ -287,7 +289,7 @@ async def read_view(redis: Redis, keys: Keys, job_id: str) -> dict[str, str] | N
     if not raw:
         return None
     view = _text(raw)
-    return view if _live(view, _now_ms()) else None
+    return view if _live(view, now_ms()) else None
 
 
 async def get_job(redis: Redis, keys: Keys, job_id: str) -> dict[str, Any] | None:
@@ -303,7 +305,7 @@ async def job_history(redis: Redis, keys: Keys, job_id: str) -> list[dict[str, A
         pipe.exists(views.job(job_id))
         pipe.zrange(views.job_events(job_id), 0, -1)
         expires, exists, members = await pipe.execute()
-    if not exists or (expires and int(expires) <= _now_ms()):
+    if not exists or (expires and int(expires) <= now_ms()):
         return None
     return [_decoder.decode(m) for m in members]
 
@@ -327,7 +329,7 @@ async def list_job_documents(redis: Redis, keys: Keys, query: JobQuery) -> RawPa
         "+inf" if query.cursor is None else str(query.cursor.score),
         "" if query.cursor is None else query.cursor.job_id,
         query.limit,
-        _now_ms(),
+        now_ms(),
         SCAN_BUDGET,
     ]
     for dimension, value in filters[1:]:
@@ -398,7 +400,7 @@ async def list_workers(redis: Redis, keys: Keys, ttl: float) -> list[dict[str, A
         for name, _ in members:
             pipe.hgetall(keys.worker(name.decode()))
         raws = await pipe.execute()
-    now = time.time()
+    now = clock.now()
     workers = []
     for (name_raw, score), raw in zip(members, raws, strict=True):
         beat = float(score) / 1000
@@ -485,10 +487,6 @@ async def system_info(redis: Redis, keys: Keys, worker_ttl: float) -> dict[str, 
         "backlog": backlog,
         "generation": await generation(redis, keys),
     }
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 __all__ = [

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from hookline import clock
 from hookline.events import decode
 from hookline.keys import EVENT_FIELD, Keys, ViewKeys
 from hookline.logs import get_logger
@@ -85,7 +86,7 @@ async def trim_streams(
     """Trim every event stream (and the command stream) to ``retention`` seconds, never
     past what a consumer group still has to read. Streams no group reads are left alone.
     Returns the entries removed per stream."""
-    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    now = now_ms if now_ms is not None else clock.now_ms()
     cutoff = (max(0, now - int(retention * 1000)), 0)
     removed: dict[str, int] = {}
     for stream in [*keys.all_streams(await known_queues(redis, keys)), keys.commands]:

@@ -9,11 +9,11 @@ metrics, each exactly once however often the event is delivered. ``Model`` in
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+from hookline import clock
 from hookline.consumer import Op
 from hookline.keys import Keys, ViewKeys
 from hookline.metrics import DURATION_BUCKETS
@@ -293,7 +293,7 @@ async def sweep_expired(
         SWEEP,
         1,
         views.expiring,
-        now_ms if now_ms is not None else int(time.time() * 1000),
+        now_ms if now_ms is not None else clock.now_ms(),
         views.index_prefix,
         views.job(""),
         views.job_events(""),

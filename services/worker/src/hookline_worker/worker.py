@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 from hookline.backoff import reconnect_delay
+from hookline.clock import utcnow
 from hookline.committer import Committer
 from hookline.consumer import (
     Entry,
@@ -33,7 +34,7 @@ from hookline.consumer import (
     read_unless_stopped,
 )
 from hookline.errors import PipelineError
-from hookline.events import JobError, JobFinished, JobQueued, JobStarted, decode, encode, utcnow
+from hookline.events import JobError, JobFinished, JobQueued, JobStarted, decode, encode
 from hookline.keys import EVENT_FIELD, GROUP_WORKERS, Keys
 from hookline.logs import get_logger
 from hookline.redis_client import UNAVAILABLE, Redis

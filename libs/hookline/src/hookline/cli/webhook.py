@@ -14,9 +14,8 @@ from pathlib import Path
 from hookline import signing
 from hookline.cli.common import HOME
 from hookline.errors import ConfigError
+from hookline.samples import NoSample, sample_path
 from hookline.service import fail
-
-DEFAULT_PAYLOAD = Path(__file__).resolve().parent.parent / "data" / "push.json"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,7 +23,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     webhook_sub = webhook.add_subparsers(dest="webhook_command", required=True, metavar="COMMAND")
     send = webhook_sub.add_parser("send", help="sign and deliver one payload")
     send.add_argument("--event", default="push", help="X-GitHub-Event (default push)")
-    send.add_argument("--file", help="payload file (default: a real push payload)")
+    send.add_argument(
+        "--action", help="with no --file: the sample of this action (e.g. opened, closed)"
+    )
+    send.add_argument(
+        "--file", help="payload file (default: a real GitHub payload of --event and --action)"
+    )
     send.add_argument(
         "--url",
         default=os.environ.get(
@@ -57,7 +61,13 @@ def cmd_webhook_send(args: argparse.Namespace) -> int:
     """Sign and deliver one payload as GitHub would; print the status and the reply."""
     try:
         secret = _secret(args)
-        path = Path(args.file) if args.file else DEFAULT_PAYLOAD
+        if args.file:
+            path = Path(args.file)
+        else:
+            try:
+                path = sample_path(args.event, args.action)
+            except NoSample as exc:
+                raise ConfigError("--event", str(exc)) from None
         try:
             body = path.read_bytes()
         except OSError as exc:
