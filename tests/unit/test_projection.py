@@ -1,5 +1,5 @@
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import pytest
 from hookline.events import (
@@ -13,14 +13,9 @@ from hookline.events import (
     WebhookReceived,
 )
 from hookline_status.projection import fold, render
+from support.jobs import at
 
-# Relative to now: views expire against the wall clock, so a fixed date would expire.
-T0 = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
 IDS = {"job_id": "j1", "delivery_id": "d1"}
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
 
 
 RECEIVED = WebhookReceived(**IDS, event="push", repository="o/r", occurred_at=at(0))

@@ -7,8 +7,14 @@ from pathlib import Path
 
 SAMPLES = Path(__file__).resolve().parent / "github_payloads"
 
-# The sample each event sends when no action is named: the most common real delivery.
-DEFAULT_ACTIONS = {"pull_request": "opened", "issues": "opened", "release": "published"}
+# The sample each event sends when no action is named: the delivery a pipeline most often
+# runs for (a push to a branch, not the tag deletion that ``push/payload.json`` is).
+DEFAULT_SAMPLES = {
+    "push": "with-new-branch",
+    "pull_request": "opened",
+    "issues": "opened",
+    "release": "published",
+}
 
 
 class NoSample(LookupError):
@@ -26,7 +32,7 @@ def sample_path(event: str, action: str | None = None) -> Path:
     if "/" in event or event.startswith(".") or not folder.is_dir():
         raise NoSample(f"no sample payload for event {event!r}; there are: {', '.join(events())}")
     names = sorted(p.name for p in folder.glob("*.payload.json"))
-    wanted = action or DEFAULT_ACTIONS.get(event)
+    wanted = action or DEFAULT_SAMPLES.get(event)
     for name in (f"{wanted}.payload.json" if wanted else "", "payload.json"):
         if name and (folder / name).is_file():
             return folder / name
