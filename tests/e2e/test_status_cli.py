@@ -5,19 +5,25 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from hookline.events import encode
+from hookline.events import JobPurged, JobSpec, encode
 from hookline.keys import EVENT_FIELD, Keys
+from hookline.records import CurrentJob, WorkerHeartbeat, to_hash
 from hookline_status.projection import project
 from hookline_status.store import apply_ops
 from support.jobs import PATHS, history
+from support.processes import ServiceProcess, http_json
+from support.waiting import wait_until
+from support.worker_jobs import queue_job
 
 pytestmark = pytest.mark.e2e
 
@@ -58,16 +64,14 @@ async def _seed(redis_url: str, keys: Keys, to_streams: bool) -> None:
         await client.sadd(keys.queues, "pipeline_tasks", "video")
         now = int(time.time() * 1000)
         await client.zadd(keys.workers, {"w1": now})
-        await client.hset(
-            keys.worker("w1"),
-            mapping={
-                "name": "w1",
-                "host": "box",
-                "queues": "video",
-                "busy": 1,
-                "current_jobs": "job-5",
-            },
+        beat = WorkerHeartbeat(
+            name="w1",
+            host="box",
+            queues=["video"],
+            busy=1,
+            current_jobs=[CurrentJob(job_id="job-5", attempt=2, queue="video")],
         )
+        await client.hset(keys.worker("w1"), mapping=to_hash(beat))  # type: ignore[arg-type]
     finally:
         await client.aclose()
 
@@ -87,11 +91,12 @@ def test_info_shows_queues_workers_and_jobs(
     assert "video" in out
     assert "w1" in out
     assert "busy" in out
-    assert "job-5" in out
+    assert "job-5 (attempt 2)" in out
     assert "finished" in out
     data = json.loads(hookline(base_env, "info", "--json").stdout)
     assert data["jobs"]["finished"] == 2
-    assert data["workers"][0]["current_jobs"] == ["job-5"]
+    [current] = data["workers"][0]["current_jobs"]
+    assert (current["job_id"], current["attempt"], current["queue"]) == ("job-5", 2, "video")
 
 
 def test_info_interval_refreshes_until_interrupted(
@@ -226,3 +231,114 @@ def test_status_rebuild_refuses_bad_config(base_env: dict[str, str]) -> None:
     result = hookline({**base_env, "HOOKLINE_RETENTION": "forever"}, "status", "--rebuild")
     assert result.returncode == 2
     assert "HOOKLINE_RETENTION" in result.stderr
+
+
+GATED = "import os, sys, time\nwhile not os.path.exists(sys.argv[1]):\n    time.sleep(0.05)\n"
+
+
+def test_a_live_workers_jobs_read_back_through_the_api_and_info(
+    base_env: dict[str, str],
+    redis_url: str,
+    keys: Keys,
+    services: list[ServiceProcess],
+    tmp_path: Path,
+) -> None:
+    """A real worker runs a command that waits on a file; its heartbeat shows the job as
+    an object in ``GET /workers`` and ``info --json``, and by id in ``info``. The queue's
+    length is what waits for a worker, not what the stream retains."""
+    gate = tmp_path / "gate"
+    env = {**base_env, "HOOKLINE_WORKER_TTL": "1.5", "HOOKLINE_WORKER_NAME": "live-w"}
+    status = ServiceProcess("status", env, tmp_path).start()
+    services.append(status)
+    services.append(ServiceProcess("worker", env, tmp_path, args=["--concurrency", "1"]).start())
+    spec = JobSpec(pipeline="gated", command=[sys.executable, "-c", GATED, str(gate)])
+    first, second = asyncio.run(_queue(redis_url, keys, spec, count=2))
+
+    def running() -> dict[str, Any] | None:
+        code, body = http_json(f"{status.url}/workers")
+        found = [w for w in body["workers"] if w["current_jobs"]] if code == 200 else []
+        return found[0] if found else None
+
+    worker = wait_until(running, timeout=30, what="a heartbeat naming the running job")
+    [current] = worker["current_jobs"]
+    assert (current["job_id"], current["attempt"]) == (first, 1)
+    assert (current["queue"], current["pipeline"]) == ("pipeline_tasks", "gated")
+    assert (worker["name"], worker["state"], worker["concurrency"]) == ("live-w", "busy", 1)
+
+    result = hookline(env, "info", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    [live] = info["workers"]
+    assert [(j["job_id"], j["attempt"]) for j in live["current_jobs"]] == [(first, 1)]
+    queue = info["queues"][0]
+    assert (queue["length"], queue["pending"], queue["stream_entries"]) == (1, 1, 2)
+    text = hookline(env, "info").stdout
+    assert first in text
+    assert '"job_id' not in text
+    assert http_json(f"{status.url}/health")[1]["queue_length"] == 1
+
+    gate.touch()
+    done = wait_until(
+        lambda: (
+            (v := http_json(f"{status.url}/jobs/{second}")[1]).get("status") == "finished" and v
+        ),
+        timeout=30,
+        what="both jobs to finish",
+    )
+    assert done
+    queue = json.loads(hookline(env, "info", "--json").stdout)["queues"][0]
+    assert (queue["length"], queue["pending"], queue["stream_entries"]) == (0, 0, 2)
+
+
+async def _queue(redis_url: str, keys: Keys, spec: JobSpec, count: int) -> list[str]:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        return [await queue_job(client, keys, spec) for _ in range(count)]
+    finally:
+        await client.aclose()
+
+
+def test_info_counts_are_right_at_once_after_a_purge(
+    base_env: dict[str, str],
+    redis_url: str,
+    keys: Keys,
+    services: list[ServiceProcess],
+    tmp_path: Path,
+) -> None:
+    """Purged views expire at once; the periodic sweep that removes them from the
+    indexes may be far off, and the counts must not wait for it."""
+    env = {**base_env, "HOOKLINE_STATUS_SWEEP_EVERY": "3600"}
+    asyncio.run(_seed_failed(redis_url, keys, ["f-1", "f-2", "f-3"]))
+    services.append(ServiceProcess("status", env, tmp_path).start())
+    assert json.loads(hookline(env, "info", "--json").stdout)["jobs"]["failed"] == 3
+    asyncio.run(_purge(redis_url, keys, ["f-1", "f-2"]))
+    wait_until(
+        lambda: hookline(env, "job", "f-2").returncode == 1,
+        timeout=20,
+        what="the status service to project the purge",
+    )
+    info = json.loads(hookline(env, "info", "--json").stdout)
+    assert info["jobs"]["failed"] == 1
+    assert re.search(r"^\s+failed\s+1$", hookline(env, "info").stdout, re.MULTILINE)
+
+
+async def _seed_failed(redis_url: str, keys: Keys, job_ids: list[str]) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        for job_id in job_ids:
+            updates = [u for e in history(job_id, path="fail") if (u := project(e))]
+            for op in apply_ops(keys, 0, updates):
+                await client.execute_command(*op)
+    finally:
+        await client.aclose()
+
+
+async def _purge(redis_url: str, keys: Keys, job_ids: list[str]) -> None:
+    """What the dispatcher appends for ``hookline empty failed``."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        for job_id in job_ids:
+            purged = JobPurged(job_id=job_id, delivery_id=f"d-{job_id}", attempt=1)
+            await client.xadd(keys.job_finished, {EVENT_FIELD: encode(purged)})
+    finally:
+        await client.aclose()

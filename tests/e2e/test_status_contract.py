@@ -8,11 +8,13 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 from hookline.keys import Keys
+from hookline.records import CurrentJob, WorkerHeartbeat, to_hash
 from hookline_status.projection import project
 from hookline_status.store import apply_ops
 from support.jobs import PATHS, history
@@ -28,6 +30,20 @@ async def seed(redis_url: str, keys: Keys) -> None:
             updates = [u for e in history(f"job-{i}", start=i, path=path) if (u := project(e))]
             for op in apply_ops(keys, 0, updates):
                 await client.execute_command(*op)
+        # A busy worker, so /workers is checked against the schema derived from its type.
+        beat = WorkerHeartbeat(
+            name="w1",
+            host="box",
+            pid=7,
+            queues=["pipeline_tasks"],
+            busy=1,
+            current_jobs=[
+                CurrentJob(job_id="job-5", attempt=1, started_at=history("x")[0].occurred_at)
+            ],
+            started_at=history("x")[0].occurred_at,
+        )
+        await client.zadd(keys.workers, {"w1": int(time.time() * 1000)})
+        await client.hset(keys.worker("w1"), mapping=to_hash(beat))  # type: ignore[arg-type]
     finally:
         await client.aclose()
 

@@ -20,6 +20,7 @@ from hookline.events import (
     encode_answer,
 )
 from hookline.keys import EVENT_FIELD, Keys
+from hookline.records import CurrentJob, WorkerHeartbeat, to_hash
 from hookline_status.app import build
 from hookline_status.projection import project
 from hookline_status.settings import load
@@ -356,18 +357,17 @@ async def register_worker(
 ) -> None:
     now_ms = int((time.time() - age) * 1000)
     await redis.zadd(keys.workers, {name: now_ms})
-    await redis.hset(
-        keys.worker(name),
-        mapping={
-            "name": name,
-            "host": "h1",
-            "pid": 42,
-            "queues": "pipeline_tasks,video",
-            "busy": busy,
-            "jobs_done": 7,
-            "last_heartbeat": now_ms,
-        },
+    beat = WorkerHeartbeat(
+        name=name,
+        host="h1",
+        pid=42,
+        queues=["pipeline_tasks", "video"],
+        busy=busy,
+        current_jobs=[CurrentJob(job_id=f"job-of-{name}", attempt=1)] if busy else [],
+        jobs_done=7,
+        last_heartbeat=now_ms,
     )
+    await redis.hset(keys.worker(name), mapping=to_hash(beat))  # type: ignore[arg-type]
 
 
 async def test_workers_with_their_state(client: Client, redis: aioredis.Redis, keys: Keys) -> None:
@@ -382,6 +382,8 @@ async def test_workers_with_their_state(client: Client, redis: aioredis.Redis, k
     busy = next(w for w in body["workers"] if w["name"] == "w-busy")
     assert busy["queues"] == ["pipeline_tasks", "video"]
     assert busy["jobs_done"] == 7
+    assert busy["current_jobs"][0]["job_id"] == "job-of-w-busy"
+    assert busy["current_jobs"][0]["attempt"] == 1
 
 
 async def test_health_keeps_the_old_shape_and_adds_detail(
@@ -439,6 +441,7 @@ METRICS = (
     "hookline_queue_length",
     "hookline_queue_pending",
     "hookline_queue_lag",
+    "hookline_queue_stream_entries",
     "hookline_queue_oldest_age_seconds",
     "hookline_workers",
     "hookline_dead_letter_length",
@@ -505,6 +508,7 @@ async def test_metrics_pass_promtool_and_survive_a_restart(
     )
     assert first["hookline_dead_letter_length"] == 1
     assert first['hookline_queue_length{queue="video"}'] == 1
+    assert first['hookline_queue_stream_entries{queue="video"}'] == 1
     assert first['rq_workers{name="w1",queues="pipeline_tasks,video",state="busy"}'] == 1
     assert first['hookline_workers{state="busy"}'] == 1
 

@@ -4,6 +4,7 @@ cancels, priorities, leases and the hand-back on shutdown."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import redis.asyncio as aioredis
 from hookline.events import JobFinished, JobSpec
 from hookline.keys import DEFAULT_QUEUE, EVENT_FIELD, GROUP_WORKERS, Keys
 from hookline.metrics import CollectorRegistry, render
+from hookline.records import WorkerHeartbeat, from_hash
 from hookline.redis_client import connect
 from hookline_worker.metrics import WorkerMetrics
 from hookline_worker.settings import load
@@ -384,10 +386,12 @@ async def test_heartbeat_describes_the_worker_and_its_jobs(
         return found if found.get(b"busy") == b"1" else None
 
     fields = await async_wait_until(beat, what="a heartbeat with the running job")
-    for name in (b"name", b"host", b"pid", b"queues", b"jobs_done", b"started_at"):
-        assert fields[name]
-    assert (fields[b"state"], fields[b"concurrency"]) == (b"running", b"2")
-    assert job_id.encode() in fields[b"current_jobs"]
+    record = from_hash(WorkerHeartbeat, fields)
+    assert (record.name, record.queues, record.pid) == ("w1", [DEFAULT_QUEUE], os.getpid())
+    assert None not in (record.host, record.started_at, record.last_heartbeat)
+    assert (record.state, record.concurrency, record.jobs_done) == ("running", 2, 0)
+    [current] = record.current_jobs
+    assert (current.job_id, current.attempt, current.queue) == (job_id, 1, DEFAULT_QUEUE)
     assert await redis.zscore(keys.workers, "w1") is not None
     gate.touch()
     await wait_finished(redis, keys, job_id)

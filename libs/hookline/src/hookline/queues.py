@@ -14,10 +14,16 @@ from hookline.redis_client import Redis
 @dataclass(frozen=True, slots=True)
 class QueueStats:
     queue: str
-    length: int  # entries in the stream (all, including handled ones not yet trimmed)
-    waiting: int  # not yet delivered to any worker (the group's lag)
+    stream_entries: int  # entries the stream retains, handled ones not yet trimmed too
+    waiting: int  # jobs not yet delivered to any worker (the group's lag)
     pending: int  # delivered, not acknowledged: running or held by a dead worker
     oldest_age: float  # seconds since the oldest waiting or pending entry was queued
+
+    @property
+    def length(self) -> int:
+        """The queue's length as a user means it: jobs waiting for a worker to take them
+        (running ones are ``pending``, finished ones are merely retained)."""
+        return self.waiting
 
 
 def _id_ms(entry_id: bytes | str) -> int:
@@ -34,8 +40,8 @@ async def known_queues(redis: Redis, keys: Keys) -> list[str]:
 
 async def queue_stats(redis: Redis, keys: Keys, queue: str) -> QueueStats:
     stream = keys.job_queued(queue)
-    length = int(await redis.xlen(stream))
-    if length == 0:
+    entries = int(await redis.xlen(stream))
+    if entries == 0:
         return QueueStats(queue, 0, 0, 0, 0.0)
     try:
         groups = await redis.xinfo_groups(stream)
@@ -43,7 +49,7 @@ async def queue_stats(redis: Redis, keys: Keys, queue: str) -> QueueStats:
         groups = []
     group = next((g for g in groups if _name(g) == GROUP_WORKERS), None)
     if group is None:
-        waiting, pending, last = length, 0, "0-0"
+        waiting, pending, last = entries, 0, "0-0"
     else:
         pending = int(group.get("pending") or 0)
         last = _str(group.get("last-delivered-id") or "0-0")
@@ -60,7 +66,7 @@ async def queue_stats(redis: Redis, keys: Keys, queue: str) -> QueueStats:
         if summary and (smallest := summary.get("min")):
             oldest.append(_id_ms(smallest))
     age = max(0.0, (now_ms - min(oldest)) / 1000) if oldest else 0.0
-    return QueueStats(queue, length, waiting, pending, age)
+    return QueueStats(queue, entries, waiting, pending, age)
 
 
 async def _count_after(redis: Redis, stream: str, last: str) -> int:

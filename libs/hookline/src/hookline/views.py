@@ -6,7 +6,6 @@ CLI both read it through these functions, so they always show the same thing.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -18,6 +17,7 @@ from hookline import clock
 from hookline.clock import now_ms
 from hookline.keys import GROUP_DISPATCHER, GROUP_STATUS, Keys, ViewKeys
 from hookline.queues import QueueStats, known_queues, queue_stats
+from hookline.records import WorkerHeartbeat, WorkerView, from_hash, worker_view
 from hookline.redis_client import Redis
 
 STATUSES: Final = ("queued", "started", "finished", "failed", "deferred", "canceled", "skipped")
@@ -364,35 +364,62 @@ async def list_jobs(redis: Redis, keys: Keys, query: JobQuery) -> Page:
     return Page([_decoder.decode(d) for d in page.documents], page.next_cursor)
 
 
+# Jobs in each listing index, leaving out views whose time to live has passed but that
+# the status service's periodic sweep has not removed yet (a purged job expires at once),
+# so counts agree with the listings at every instant.
+# KEYS[1] generation; ARGV: views root, expiring's own part, job key's own part (empty
+# id), now (ms), budget (most due views to look at), then each index's own part.
+COUNT_JOBS = """
+local root = ARGV[1] .. (redis.call('GET', KEYS[1]) or '0')
+local now = tonumber(ARGV[4])
+local due = redis.call('ZRANGEBYSCORE', root .. ARGV[2], '-inf', now,
+  'LIMIT', 0, tonumber(ARGV[5]))
+local gone = {}
+for _, job in ipairs(due) do
+  local key = root .. ARGV[3] .. job
+  local expires = redis.call('HGET', key, 'expires_ms')
+  if (expires and tonumber(expires) <= now) or (not expires and redis.call('EXISTS', key) == 0)
+  then gone[#gone + 1] = job end
+end
+local out = {}
+for i = 6, #ARGV do
+  local index = root .. ARGV[i]
+  local n = redis.call('ZCARD', index)
+  if n > 0 then
+    for _, job in ipairs(gone) do
+      if redis.call('ZSCORE', index, job) then n = n - 1 end
+    end
+  end
+  out[#out + 1] = n
+end
+return out
+"""
+
+
 async def count_jobs(
     redis: Redis, keys: Keys, queues: list[str] | None = None
 ) -> dict[tuple[str, str], int]:
-    """Jobs per ``(status, queue)``; queue ``""`` is every queue together."""
-    views = await current_views(redis, keys)
+    """Live jobs per ``(status, queue)``; queue ``""`` is every queue together."""
     wanted = [(s, "") for s in STATUSES]
     wanted += [(s, q) for q in queues or [] for s in STATUSES]
-    async with redis.pipeline(transaction=False) as pipe:
-        for status, queue in wanted:
-            pipe.zcard(views.index(status, "queue", queue) if queue else views.index(status))
-        counts = await pipe.execute()
+    indexes = [_NO_VIEW.index(s, "queue", q) if q else _NO_VIEW.index(s) for s, q in wanted]
+    counts = await redis.eval(
+        COUNT_JOBS,
+        1,
+        keys.views_generation,
+        keys.views_root,
+        _NO_VIEW.expiring,
+        _NO_VIEW.job(""),
+        now_ms(),
+        SCAN_BUDGET,
+        *indexes,
+    )
     return {key: int(n) for key, n in zip(wanted, counts, strict=True)}
 
 
-def _field(raw: Mapping[bytes, bytes], name: str) -> str | None:
-    value = raw.get(name.encode())
-    return value.decode(errors="replace") if value is not None else None
-
-
-def _int(text: str | None) -> int:
-    try:
-        return int(float(text)) if text else 0
-    except ValueError:
-        return 0
-
-
-async def list_workers(redis: Redis, keys: Keys, ttl: float) -> list[dict[str, Any]]:
+async def read_workers(redis: Redis, keys: Keys, ttl: float) -> list[WorkerView]:
     """Every registered worker with its state: ``busy``, ``idle`` or ``dead`` (no heartbeat
-    for ``ttl`` seconds). Fields a worker did not publish are None."""
+    for ``ttl`` seconds). Fields a worker did not publish are None (or empty)."""
     members: Any = await redis.zrange(keys.workers, 0, -1, withscores=True)
     if not members:
         return []
@@ -401,31 +428,16 @@ async def list_workers(redis: Redis, keys: Keys, ttl: float) -> list[dict[str, A
             pipe.hgetall(keys.worker(name.decode()))
         raws = await pipe.execute()
     now = clock.now()
-    workers = []
-    for (name_raw, score), raw in zip(members, raws, strict=True):
-        beat = float(score) / 1000
-        busy = _int(_field(raw, "busy"))
-        alive = now - beat < ttl
-        current = _field(raw, "current_jobs") or _field(raw, "current_job") or ""
-        workers.append(
-            {
-                "name": name_raw.decode(),
-                "host": _field(raw, "host"),
-                "pid": _int(_field(raw, "pid")) or None,
-                "queues": [q for q in (_field(raw, "queues") or "").split(",") if q],
-                "state": ("busy" if busy else "idle") if alive else "dead",
-                "busy": busy,
-                "current_jobs": [j for j in current.split(",") if j],
-                "jobs_done": _int(_field(raw, "jobs_done")),
-                "last_heartbeat": _iso_ms(int(score)),
-                "heartbeat_age_seconds": round(max(0.0, now - beat), 3),
-            }
-        )
+    return [
+        worker_view(name.decode(), int(score), from_hash(WorkerHeartbeat, raw), now, ttl)
+        for (name, score), raw in zip(members, raws, strict=True)
+    ]
+
+
+async def list_workers(redis: Redis, keys: Keys, ttl: float) -> list[dict[str, Any]]:
+    """:func:`read_workers` as JSON-ready mappings (the ``GET /workers`` items)."""
+    workers: list[dict[str, Any]] = msgspec.to_builtins(await read_workers(redis, keys, ttl))
     return workers
-
-
-def _iso_ms(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
 
 
 def queue_body(stats: QueueStats) -> dict[str, Any]:
@@ -434,6 +446,7 @@ def queue_body(stats: QueueStats) -> dict[str, Any]:
         "length": stats.length,
         "waiting": stats.waiting,
         "pending": stats.pending,
+        "stream_entries": stats.stream_entries,
         "oldest_age_seconds": round(stats.oldest_age, 3),
     }
 
@@ -508,6 +521,7 @@ __all__ = [
     "list_jobs",
     "list_workers",
     "parse_job_query",
+    "read_workers",
     "render",
     "system_info",
 ]

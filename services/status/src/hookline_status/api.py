@@ -22,9 +22,9 @@ from hookline.views import (
     get_job_document,
     job_history,
     list_job_documents,
-    list_workers,
     parse_job_query,
     read_view,
+    read_workers,
     system_info,
 )
 from hookline.web import ALLOWED_METHODS, json_error, json_response
@@ -167,7 +167,7 @@ async def workers_view(request: web.Request) -> web.Response:
     if (bad := _no_query(request)) is not None:
         return _bad_query(bad)
     settings = request.app[SETTINGS]
-    workers = await list_workers(request.app[REDIS], request.app[KEYS], settings.worker_ttl)
+    workers = await read_workers(request.app[REDIS], request.app[KEYS], settings.worker_ttl)
     return json_response({"count": len(workers), "workers": workers})
 
 

@@ -10,6 +10,8 @@ import re
 from functools import cache
 from typing import Any
 
+import msgspec
+from hookline.records import WorkerView
 from hookline.views import (
     CURSOR_PATTERN,
     DEFAULT_LIMIT,
@@ -23,8 +25,12 @@ _STR = {"type": "string"}
 _NSTR = {"type": "string", "nullable": True}
 
 
+_REF = "#/components/schemas/{name}"
+_NULL = {"type": "null"}
+
+
 def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": _REF.format(name=name)}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -108,27 +114,49 @@ EVENT = {
     "additionalProperties": True,
 }
 
-WORKER = _obj(
-    {
-        "name": _STR,
-        "host": _NSTR,
-        "pid": {"type": "integer", "nullable": True},
-        "queues": {"type": "array", "items": _STR},
-        "state": {"type": "string", "enum": ["busy", "idle", "dead"]},
-        "busy": {"type": "integer", "minimum": 0},
-        "current_jobs": {"type": "array", "items": _STR},
-        "jobs_done": {"type": "integer", "minimum": 0},
-        "last_heartbeat": {"type": "string", "format": "date-time"},
-        "heartbeat_age_seconds": {"type": "number", "minimum": 0},
-    }
-)
 
+def from_structs(*types: type[msgspec.Struct]) -> dict[str, Any]:
+    """Component schemas of Structs the API encodes, in OpenAPI 3.0's dialect. Every
+    property is required: the encoder always writes every field."""
+    _, components = msgspec.json.schema_components(types, ref_template=_REF)
+    return {name: _openapi30(schema) for name, schema in components.items()}
+
+
+def _openapi30(schema: Any) -> Any:
+    """JSON Schema as msgspec writes it, with ``nullable`` for a member ``{"type": "null"}``."""
+    if isinstance(schema, list):
+        return [_openapi30(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _openapi30(v) for k, v in schema.items() if k != "title"}
+    if out.get("type") == "object" and "properties" in out:
+        out["required"] = list(out["properties"])
+    members = out.get("anyOf")
+    if members and _NULL in members:
+        rest = [m for m in members if m != _NULL]
+        del out["anyOf"]
+        if len(rest) == 1 and "$ref" not in rest[0]:
+            return {**rest[0], **out, "nullable": True}
+        return {**out, "anyOf": rest, "nullable": True}
+    return out
+
+
+_COUNT = {"type": "integer", "minimum": 0}
 QUEUE = _obj(
     {
         "queue": _STR,
-        "length": {"type": "integer", "minimum": 0},
-        "waiting": {"type": "integer", "minimum": 0},
-        "pending": {"type": "integer", "minimum": 0},
+        "length": {**_COUNT, "description": "jobs waiting for a worker to take them"},
+        "waiting": {**_COUNT, "description": "the same as length (kept for older clients)"},
+        "pending": {
+            **_COUNT,
+            "description": "delivered to a worker, not yet acknowledged: running, or held "
+            "by a worker that died until another claims it",
+        },
+        "stream_entries": {
+            **_COUNT,
+            "description": "entries the queue's stream retains, handled ones not yet "
+            "trimmed too (not a count of jobs)",
+        },
         "oldest_age_seconds": {"type": "number", "minimum": 0},
     }
 )
@@ -139,7 +167,10 @@ HEALTH = {
             "status": {"type": "string", "enum": ["ok", "degraded", "unhealthy"]},
             "redis_connected": {"type": "boolean"},
             "queue_available": {"type": "boolean"},
-            "queue_length": {"type": "integer", "minimum": 0},
+            "queue_length": {
+                **_COUNT,
+                "description": "jobs waiting on the default queue for a worker",
+            },
             "workers_count": {"type": "integer", "minimum": 0},
             "queues": {"type": "array", "items": _ref("Queue")},
             "services": {"type": "object", "additionalProperties": {"type": "object"}},
@@ -321,7 +352,7 @@ def document() -> dict[str, Any]:
                         _obj(
                             {
                                 "count": {"type": "integer", "minimum": 0},
-                                "workers": {"type": "array", "items": _ref("Worker")},
+                                "workers": {"type": "array", "items": _ref("WorkerView")},
                             }
                         ),
                         "every worker with its state",
@@ -361,7 +392,7 @@ def document() -> dict[str, Any]:
             "schemas": {
                 "Job": JOB,
                 "JobEvent": EVENT,
-                "Worker": WORKER,
+                **from_structs(WorkerView),
                 "Queue": QUEUE,
                 "Health": HEALTH,
                 "CommandAnswer": COMMAND_ANSWER,

@@ -125,7 +125,12 @@ def families(snap: Snapshot) -> Iterator[Metric]:
         snap.wait,
     )
     for name, doc, attr in (
-        ("hookline_queue_length", "Entries in the queue's stream (not yet trimmed).", "length"),
+        ("hookline_queue_length", "Jobs waiting for a worker to take them.", "length"),
+        (
+            "hookline_queue_stream_entries",
+            "Entries the queue's stream retains (handled ones not yet trimmed too).",
+            "stream_entries",
+        ),
         ("hookline_queue_pending", "Jobs delivered to a worker, not yet acknowledged.", "pending"),
         ("hookline_queue_lag", "Jobs waiting, not yet delivered to any worker.", "waiting"),
         (

@@ -37,6 +37,7 @@ from hookline.errors import PipelineError
 from hookline.events import JobError, JobFinished, JobQueued, JobStarted, decode, encode
 from hookline.keys import EVENT_FIELD, GROUP_WORKERS, Keys
 from hookline.logs import get_logger
+from hookline.records import CurrentJob, WorkerHeartbeat, to_hash
 from hookline.redis_client import UNAVAILABLE, Redis
 from redis.exceptions import ResponseError
 
@@ -56,7 +57,6 @@ from hookline_worker.settings import WorkerSettings
 __all__ = ["Worker", "WorkerMetrics"]
 
 CANCEL_POLL_EVERY = 0.5
-_json = msgspec.json.Encoder()
 
 
 @dataclass(slots=True, eq=False)
@@ -90,7 +90,7 @@ class Worker:
         self.state = "starting"
         self.jobs_done = 0
         self.jobs_failed = 0
-        self.started_at = utcnow().isoformat()
+        self.started_at = utcnow()
         self.renew_every, self.claim_every = decisions.lease_periods(settings.lease_timeout)
         self.lease_ms = int(settings.lease_timeout * 1000)
         self.artifacts = Path(settings.artifacts_dir)
@@ -186,36 +186,35 @@ class Worker:
         """Publish who this worker is and what it does, for ``/workers`` and ``info``."""
         now_ms = int(time.time() * 1000)
         key = self.keys.worker(self.name)
-        current = [
-            {
-                "job_id": run.job.job_id,
-                "attempt": run.attempt,
-                "queue": run.job.spec.queue,
-                "pipeline": run.job.spec.pipeline,
-                "started_at": run.started_at.isoformat(),
-            }
-            for run in list(self.running.values())[:100]
-        ]
+        runs = list(self.running.values())
+        beat = WorkerHeartbeat(
+            name=self.name,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=list(self.settings.queues),
+            concurrency=self.settings.concurrency,
+            busy=len(runs),
+            jobs_done=self.jobs_done,
+            jobs_failed=self.jobs_failed,
+            state=self.state,
+            current_jobs=[
+                CurrentJob(
+                    job_id=run.job.job_id,
+                    attempt=run.attempt,
+                    queue=run.job.spec.queue,
+                    pipeline=run.job.spec.pipeline,
+                    started_at=run.started_at,
+                )
+                for run in runs[:100]
+            ],
+            started_at=self.started_at,
+            last_heartbeat=now_ms,
+            ttl=float(self.settings.worker_ttl),
+        )
         async with self.redis.pipeline(transaction=True) as tx:
             tx.zadd(self.keys.workers, {self.name: now_ms})
-            tx.hset(
-                key,
-                mapping={
-                    "name": self.name,
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "queues": ",".join(self.settings.queues),
-                    "busy": len(self.running),
-                    "jobs_done": self.jobs_done,
-                    "started_at": self.started_at,
-                    "last_heartbeat": now_ms,
-                    "concurrency": self.settings.concurrency,
-                    "jobs_failed": self.jobs_failed,
-                    "state": self.state,
-                    "current_jobs": _json.encode(current),
-                    "ttl": repr(float(self.settings.worker_ttl)),
-                },
-            )
+            tx.delete(key)  # no field of an older shape lingers
+            tx.hset(key, mapping=to_hash(beat))  # type: ignore[arg-type]
             tx.pexpire(key, int(self.settings.worker_ttl * 2000))
             await tx.execute()
 

@@ -141,34 +141,54 @@ def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
     ]
 
 
+SHOWN_JOBS = 3
+
+
+def _current_jobs(worker: Mapping[str, Any]) -> str:
+    """The jobs a worker runs: ids, with the attempt when it is a retry."""
+    jobs = worker["current_jobs"]
+    if not jobs:
+        return f"{worker['busy']} running" if worker["busy"] else "-"
+    shown = [
+        job["job_id"] + (f" (attempt {job['attempt']})" if job["attempt"] > 1 else "")
+        for job in jobs[:SHOWN_JOBS]
+    ]
+    more = f" +{len(jobs) - SHOWN_JOBS} more" if len(jobs) > SHOWN_JOBS else ""
+    return ", ".join(shown) + more
+
+
 def format_info(info: Mapping[str, Any]) -> str:
     lines = ["queues"]
     lines += _table(
-        [["QUEUE", "LENGTH", "WAITING", "PENDING", "OLDEST"]]
+        [["QUEUE", "LENGTH", "PENDING", "OLDEST", "RETAINED"]]
         + [
             [
                 q["queue"],
                 str(q["length"]),
-                str(q["waiting"]),
                 str(q["pending"]),
                 _age(q["oldest_age_seconds"]),
+                str(q["stream_entries"]),
             ]
             for q in info["queues"]
         ]
+    )
+    lines.append(
+        "  length: jobs waiting for a worker; pending: taken by a worker, not done yet; "
+        "retained: entries the stream keeps"
     )
     workers = info["workers"]
     live = [w for w in workers if w["state"] != "dead"]
     busy = sum(1 for w in live if w["state"] == "busy")
     lines += ["", f"workers: {len(live)} live, {busy} busy, {len(workers) - len(live)} dead"]
     lines += _table(
-        [["NAME", "HOST", "STATE", "QUEUES", "CURRENT JOB", "DONE", "HEARTBEAT"]]
+        [["NAME", "HOST", "STATE", "QUEUES", "CURRENT JOBS", "DONE", "HEARTBEAT"]]
         + [
             [
                 w["name"],
                 w["host"] or "-",
                 w["state"],
                 ",".join(w["queues"]) or "-",
-                ",".join(w["current_jobs"]) or ("-" if not w["busy"] else f"{w['busy']} running"),
+                _current_jobs(w),
                 str(w["jobs_done"]),
                 f"{_age(w['heartbeat_age_seconds'])} ago",
             ]
