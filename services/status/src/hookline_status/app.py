@@ -106,7 +106,9 @@ def keep_lease(lease: MetricsLease, every: float) -> Callable[[object], AsyncIte
         task = asyncio.create_task(lease.keep(stop, every))
         yield
         stop.set()
-        await task
+        # A Redis that does not answer must not hold the stop: the lease lapses anyway.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(task, timeout=max(1.0, lease.ttl))
 
     return ctx
 
