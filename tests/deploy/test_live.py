@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import urllib.error
-import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -18,11 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hookline.embedded_redis import free_port
 from support.deploy import DEPLOY, PORT_VARS, SERVICES, need_tool
 from support.payloads import payload, signed_headers
 from support.processes import http_json
+from support.prometheus import (
+    Prometheus,
+    alert_exprs,
+    dashboard_exprs,
+    dashboard_variables,
+    exported_names,
+    grafana_to_promql,
+    http_status,
+    metric_names,
+    scrape_config,
+)
 from support.redis_server import RedisServer
 from support.system import System
 from support.waiting import wait_until
@@ -76,17 +84,6 @@ def system(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) 
         running.stop()
 
 
-def http_status(url: str) -> int:
-    """The HTTP status of a GET, whatever the body; 0 when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=1) as reply:
-            return int(reply.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
-
-
 def service_ports(system: System) -> dict[str, int]:
     return {
         "ingress": system.ingress_port,
@@ -96,40 +93,14 @@ def service_ports(system: System) -> dict[str, int]:
     }
 
 
-def exported_names(text: str) -> set[str]:
-    """Metric names in Prometheus text format, as PromQL can name them (a histogram
-    ``x`` is queried as ``x_bucket``, ``x_sum``, ``x_count``)."""
-    names: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split()[:4]
-            names.add(name)
-            if kind == "histogram":
-                names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
-            if kind == "counter" and not name.endswith("_total"):
-                names.add(f"{name}_total")
-        elif line and not line.startswith("#"):
-            names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
-    return names
-
-
 def used_names() -> dict[str, set[str]]:
     """Every metric each PromQL expression in the dashboard and alert rules names."""
-    exprs: list[tuple[str, str]] = []
-    dashboard = json.loads((DEPLOY / "grafana" / "hookline.json").read_text())
-    for panel in dashboard["panels"]:
-        for target in panel.get("targets", []):
-            exprs.append((f"dashboard: {panel['title']}", target["expr"]))
-    for variable in dashboard["templating"]["list"]:
-        if variable["type"] == "query":
-            exprs.append((f"dashboard variable {variable['name']}", variable["definition"]))
-    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            exprs.append((f"alert {rule['alert']}", rule["expr"]))
+    exprs = [(f"dashboard: {title}", expr) for title, expr in dashboard_exprs()]
+    exprs += [(f"dashboard variable {name}", expr) for name, expr in dashboard_variables()]
+    exprs += [(f"alert {name}", expr) for name, expr in alert_exprs()]
     used: dict[str, set[str]] = {}
     for where, expr in exprs:
-        for name in re.findall(r"\b((?:hookline|rq)_[a-z0-9_]+)\b", expr):
+        for name in metric_names(expr):
             used.setdefault(name, set()).add(where)
     return used
 
@@ -269,83 +240,35 @@ def test_nginx_serves_webhook_jobs_and_health_on_one_port(system: System, nginx:
     assert "error" in json.loads(refused.value.read())
 
 
-def prometheus_config(system: System, tmp_path: Path) -> Path:
-    """The repo's prometheus.yml with Docker DNS discovery swapped for this system's ports."""
-    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
-    ports = service_ports(system)
-    config["global"]["scrape_interval"] = "1s"
-    config["global"]["evaluation_interval"] = "1s"
-    config["rule_files"] = [str(DEPLOY / "prometheus" / "alerts.yml")]
-    for job in config["scrape_configs"]:
-        (sd,) = job.pop("dns_sd_configs")
-        (service,) = sd["names"]
-        job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[service]}"]}]
-    path = tmp_path / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def query(base: str, expr: str) -> list[dict[str, Any]]:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    status, body = http_json(url)
-    assert status == 200, body
-    result: list[dict[str, Any]] = body["data"]["result"]
-    return result
-
-
 @pytest.fixture(scope="module")
-def prometheus(system: System, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prometheus(system: System, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     """Prometheus with the repo's scrape config and rules, scraping the module's system."""
     tmp_path = tmp_path_factory.mktemp("prometheus")
-    binary = need_tool("prometheus", "prometheus")
-    port = free_port()
-    config = prometheus_config(system, tmp_path)
-    log = (tmp_path / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-lifecycle",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise AssertionError((tmp_path / "prometheus.log").read_text()[-3000:])
-        return http_status(f"{base}/-/ready") == 200
-
+    targets = {service: [port] for service, port in service_ports(system).items()}
+    server = Prometheus(scrape_config(targets, tmp_path), tmp_path).start()
     try:
-        wait_until(ready, 30, what="prometheus to be ready")
-        yield base
+        yield server
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        server.stop()
 
 
 def test_prometheus_scrapes_every_service_and_loads_the_alerts(
-    system: System, prometheus: str
+    system: System, prometheus: Prometheus
 ) -> None:
     def all_up() -> list[dict[str, Any]]:
-        result = query(prometheus, 'up{job=~"hookline-.*"} == 1')
+        result = prometheus.query('up{job=~"hookline-.*"} == 1')
         return result if len(result) == len(SERVICES) else []
 
     up = wait_until(all_up, 30, interval=0.5, what="every hookline target up")
     assert {r["metric"]["job"] for r in up} == {f"hookline-{s}" for s in SERVICES}
-    status, rules = http_json(f"{prometheus}/api/v1/rules")
+    status, rules = http_json(f"{prometheus.base}/api/v1/rules")
     assert status == 200
     names = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
+    assert names == {name for name, _ in alert_exprs()}
     assert "HooklineServiceDown" in names
-    assert len(names) == 8
 
 
-def test_prometheus_sees_the_jobs_completed(system: System, prometheus: str) -> None:
+def test_prometheus_sees_the_jobs_completed(system: System, prometheus: Prometheus) -> None:
     """A real scrape: webhooks in, then hookline_jobs_completed_total in Prometheus."""
     # The module's system already ran one push and one pull request to "finished".
     answers = [deliver(f"{system.ingress}/webhook", e, n) for e, n in DELIVERIES[:2]]
@@ -353,8 +276,7 @@ def test_prometheus_sees_the_jobs_completed(system: System, prometheus: str) -> 
         assert wait_final(system, answer["job_id"])["status"] == "finished"
 
     def completed() -> float:
-        result = query(prometheus, 'sum(hookline_jobs_completed_total{outcome="finished"})')
-        return float(result[0]["value"][1]) if result else 0.0
+        return prometheus.scalar('sum(hookline_jobs_completed_total{outcome="finished"})') or 0.0
 
     total = wait_until(
         lambda: completed() >= 4,
@@ -365,23 +287,11 @@ def test_prometheus_sees_the_jobs_completed(system: System, prometheus: str) -> 
     assert total
 
 
-def grafana_to_promql(expr: str) -> str:
-    """A dashboard expression as Grafana sends it: its variables filled in."""
-    return expr.replace("$__rate_interval", "1m").replace('=~"$queue"', '=~".*"')
-
-
 def test_every_dashboard_and_alert_expression_is_valid_promql(
-    system: System, prometheus: str
+    system: System, prometheus: Prometheus
 ) -> None:
     """Prometheus itself parses and evaluates each expression (a typo is a 400)."""
-    dashboard = json.loads((DEPLOY / "grafana" / "hookline.json").read_text())
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
-    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
-    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
-    for expr in exprs:
+    for _, expr in [*dashboard_exprs(), *alert_exprs()]:
         promql = grafana_to_promql(expr)
         assert "$" not in promql, promql
-        url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-        status, body = http_json(url)
-        assert status == 200, (expr, body)
-        assert body["status"] == "success", (expr, body)
+        prometheus.query(promql)

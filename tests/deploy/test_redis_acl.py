@@ -130,6 +130,12 @@ CASES = [
     ("status", ["XINFO", "GROUPS", P + "job.queued.pipeline_tasks"], True),
     ("status", ["ZRANGEBYSCORE", P + "workers", "0", "+inf"], True),
     ("status", ["HGETALL", P + "dispatcher:job:j1"], True),
+    ("status", ["SET", P + "metrics:leader", "t", "NX", "PX", "5000"], True),
+    (
+        "status",
+        ["EVAL", "return redis.call('PEXPIRE', KEYS[1], 5000)", "1", P + "metrics:leader"],
+        True,
+    ),
     ("status", ["SET", P + "delivery:d1", "x"], False),
     ("status", ["ZADD", P + "delayed", "1", "m"], False),
     ("status", ["HSET", P + "worker:w1", "x", "1"], False),

@@ -18,6 +18,7 @@ def test_every_key_shares_one_cluster_hash_tag() -> None:
         keys.workers,
         keys.worker("w"),
         keys.queues,
+        keys.metrics_leader,
     ]
     assert all(name.startswith("{acme}:") for name in names)
 

@@ -111,6 +111,15 @@ def test_allowed_methods_follow_the_document(path: str, methods: list[str]) -> N
         ({"HOOKLINE_RETENTION": "forever"}, "HOOKLINE_RETENTION"),
         ({"HOOKLINE_STATUS_TRIM_EVERY": "0"}, "HOOKLINE_STATUS_TRIM_EVERY"),
         ({"HOOKLINE_STATUS_SWEEP_EVERY": "0s"}, "HOOKLINE_STATUS_SWEEP_EVERY"),
+        ({"HOOKLINE_STATUS_METRICS_LEASE_TTL": "1ms"}, "HOOKLINE_STATUS_METRICS_LEASE_TTL"),
+        ({"HOOKLINE_STATUS_METRICS_LEASE_RENEW": "0"}, "HOOKLINE_STATUS_METRICS_LEASE_RENEW"),
+        (
+            {
+                "HOOKLINE_STATUS_METRICS_LEASE_TTL": "2s",
+                "HOOKLINE_STATUS_METRICS_LEASE_RENEW": "1500ms",
+            },
+            "HOOKLINE_STATUS_METRICS_LEASE_RENEW",
+        ),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -124,3 +133,4 @@ def test_settings_defaults() -> None:
     assert settings.retention == 7 * 86400
     assert settings.admin_token == ""
     assert settings.command_timeout == 2
+    assert (settings.metrics_lease_ttl, settings.metrics_lease_renew) == (5, 1)

@@ -174,6 +174,12 @@ class Keys:
         return ViewKeys(f"{self.views_root}{generation}")
 
     @property
+    def metrics_leader(self) -> str:
+        """String: the token of the one status replica that exports the system metrics
+        read from Redis, set with NX and a short PX that its holder keeps renewing."""
+        return f"{self.base}:metrics:leader"
+
+    @property
     def workers(self) -> str:
         """Sorted set of worker names scored by their last heartbeat (ms)."""
         return f"{self.base}:workers"

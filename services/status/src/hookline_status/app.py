@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
 from hookline.consumer import Acks, Consumer, Entry, Op, commit, sleep_unless
@@ -17,6 +18,7 @@ from hookline.metrics import (
     CollectorRegistry,
     ConsumerMetrics,
     Counter,
+    Gauge,
     render,
 )
 from hookline.queues import known_queues
@@ -27,6 +29,7 @@ from hookline.web import json_response, use_json_errors
 
 from hookline_status.api import KEYS, REDIS, SETTINGS, add_routes, health_body
 from hookline_status.maintenance import StreamId, in_causal_order, parse_id, trim_streams
+from hookline_status.metrics_lease import LEASE_ERRORS, MetricsLease
 from hookline_status.projection import ViewUpdate, project
 from hookline_status.settings import StatusSettings
 from hookline_status.store import apply_ops, sweep_expired
@@ -94,6 +97,22 @@ async def upkeep(redis: Redis, keys: Keys, settings: StatusSettings, stop: async
         await sleep_unless(stop, settings.sweep_every)
 
 
+def keep_lease(lease: MetricsLease, every: float) -> Callable[[object], AsyncIterator[None]]:
+    """An aiohttp ``cleanup_ctx`` that holds the metrics lease while the app serves
+    (``/metrics`` is served by the app, so the lease lives and ends with it)."""
+
+    async def ctx(_: object) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(lease.keep(stop, every))
+        yield
+        stop.set()
+        # A Redis that does not answer must not hold the stop: the lease lapses anyway.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(task, timeout=max(1.0, lease.ttl))
+
+    return ctx
+
+
 def build(settings: StatusSettings) -> Service[StatusSettings]:
     app = web.Application()
     registry = CollectorRegistry()
@@ -103,8 +122,20 @@ def build(settings: StatusSettings) -> Service[StatusSettings]:
         "Job view updates this status process sent to Redis.",
         registry=registry,
     )
+    leader = Gauge(
+        "hookline_status_metrics_leader",
+        "1 on the one status replica that exports the system metrics read from Redis "
+        "(it holds the metrics lease), 0 on the others.",
+        registry=registry,
+    )
     keys = Keys(settings.prefix)
     redis = connect(settings.redis_url, client_name="hookline-status")
+    lease = MetricsLease(
+        redis,
+        keys.metrics_leader,
+        f"{settings.consumer_name}-{uuid.uuid4().hex[:8]}",
+        settings.metrics_lease_ttl,
+    )
     app[SETTINGS] = settings
     app[REDIS] = redis
     app[KEYS] = keys
@@ -138,6 +169,7 @@ def build(settings: StatusSettings) -> Service[StatusSettings]:
                 await maintenance
 
     app.cleanup_ctx.append(lifespan(redis))
+    app.cleanup_ctx.append(keep_lease(lease, settings.metrics_lease_renew))
     add_routes(app)
     use_json_errors(app)
 
@@ -152,17 +184,34 @@ def build(settings: StatusSettings) -> Service[StatusSettings]:
         body = await health_body(app, state.redis_ok, detail)
         return json_response(body, status=200 if body["redis_connected"] else 503)
 
-    async def metrics_view(_: web.Request) -> web.Response:
-        body = render(registry)
+    async def leading() -> bool:
+        """Whether this replica holds the metrics lease, taking it when it is free (a
+        scrape need not wait for the next renewal to find the lease lapsed)."""
+        if lease.held():
+            return True
         try:
-            snap = await read_snapshot(redis, keys, settings.worker_ttl)
-        except UNAVAILABLE:
-            consumer_metrics.redis_up.set(0)
-            body = render(registry)
-        else:
-            system = CollectorRegistry()
-            system.register(SnapshotCollector(snap))
-            body += render(system)
+            return await lease.try_hold()
+        except LEASE_ERRORS as exc:
+            if isinstance(exc, UNAVAILABLE):
+                consumer_metrics.redis_up.set(0)
+            return False
+
+    async def metrics_view(_: web.Request) -> web.Response:
+        # Only the lease holder exports what it reads from Redis: every replica reads
+        # the same numbers, so with each exporting them sum() would count them N times.
+        is_leader = await leading()
+        leader.set(1 if is_leader else 0)
+        body = render(registry)
+        if is_leader:
+            try:
+                snap = await read_snapshot(redis, keys, settings.worker_ttl)
+            except UNAVAILABLE:
+                consumer_metrics.redis_up.set(0)
+                body = render(registry)
+            else:
+                system = CollectorRegistry()
+                system.register(SnapshotCollector(snap))
+                body += render(system)
         response = web.Response(body=body)
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response

@@ -27,6 +27,11 @@ class StatusSettings(BaseSettings, frozen=True, kw_only=True):
     retention: Duration = Duration(7 * 86400)
     trim_every: Duration = Duration(60)
     sweep_every: Duration = Duration(5)
+    # The one replica holding this lease in Redis exports the system metrics read from
+    # Redis (so sum() over replicas is the truth); it renews the lease this often, and
+    # another replica takes over within about ttl + renew after its holder dies.
+    metrics_lease_ttl: Duration = Duration(5)
+    metrics_lease_renew: Duration = Duration(1)
 
     ENV: ClassVar[dict[str, str]] = {
         "host": "HOOKLINE_STATUS_HOST",
@@ -39,6 +44,8 @@ class StatusSettings(BaseSettings, frozen=True, kw_only=True):
         "retention": "HOOKLINE_RETENTION",
         "trim_every": "HOOKLINE_STATUS_TRIM_EVERY",
         "sweep_every": "HOOKLINE_STATUS_SWEEP_EVERY",
+        "metrics_lease_ttl": "HOOKLINE_STATUS_METRICS_LEASE_TTL",
+        "metrics_lease_renew": "HOOKLINE_STATUS_METRICS_LEASE_RENEW",
     }
 
     def __post_init__(self) -> None:
@@ -55,6 +62,13 @@ class StatusSettings(BaseSettings, frozen=True, kw_only=True):
         ):
             if value <= 0:
                 raise ConfigError(name, "must be more than 0s")
+        if self.metrics_lease_ttl < 0.01:
+            raise ConfigError("HOOKLINE_STATUS_METRICS_LEASE_TTL", "must be at least 10ms")
+        if not 0 < self.metrics_lease_renew <= self.metrics_lease_ttl / 2:
+            raise ConfigError(
+                "HOOKLINE_STATUS_METRICS_LEASE_RENEW",
+                "must be more than 0s and at most half of HOOKLINE_STATUS_METRICS_LEASE_TTL",
+            )
         for name, token in (
             ("HOOKLINE_ADMIN_TOKEN", self.admin_token),
             ("HOOKLINE_READ_TOKEN", self.read_token),

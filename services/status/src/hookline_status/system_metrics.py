@@ -1,9 +1,11 @@
 """Prometheus metrics of the whole system, read from Redis at every scrape.
 
 Counters and histograms live in the projection (the Lua script counts each event once
-when it applies it), so restarting or adding status replicas resets and doubles
-nothing. Gauges are read from the projection's indexes, the streams and the worker
-registry. ``rq_jobs`` and ``rq_workers`` keep dashboards built for rq-exporter working.
+when it applies it), so restarting status replicas resets nothing. Gauges are read
+from the projection's indexes, the streams and the worker registry. Only the replica
+that holds the metrics lease (``metrics_lease``) exports any of these, so adding
+replicas doubles nothing. ``rq_jobs`` and ``rq_workers`` keep dashboards built for
+rq-exporter working.
 """
 
 from __future__ import annotations
