@@ -342,3 +342,50 @@ async def _purge(redis_url: str, keys: Keys, job_ids: list[str]) -> None:
             await client.xadd(keys.job_finished, {EVENT_FIELD: encode(purged)})
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "args",
+    # One of each path: the views (info, jobs, job), the commands (requeue, cancel,
+    # empty) and the rebuild.
+    [["info", "--json"], ["job", "job-1"], ["cancel", "job-1"], ["status", "--rebuild"]],
+)
+def test_an_unreachable_redis_is_named_without_its_password(
+    base_env: dict[str, str], args: list[str]
+) -> None:
+    down = {**base_env, "REDIS_URL": "redis://ops:s3cr3t-pw@127.0.0.1:1/0"}
+    result = hookline(down, *args)
+    assert result.returncode == 1
+    assert "s3cr3t" not in result.stdout + result.stderr
+    assert result.stderr.startswith(
+        "hookline: error: cannot reach Redis at redis://ops:***@127.0.0.1:1/0"
+    )
+    assert result.stderr.count("\n") == 1
+    if args[0] != "status":
+        assert "(from REDIS_URL)" in result.stderr
+
+
+def test_every_operator_command_names_the_redis_it_reads(
+    base_env: dict[str, str], redis_url: str, keys: Keys
+) -> None:
+    seed(redis_url, keys)
+    for args in (["info"], ["jobs"], ["job", "job-1"]):
+        result = hookline(base_env, *args)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[0] == f"redis {redis_url} (from REDIS_URL)"
+
+
+def test_version_names_every_installed_hookline_package() -> None:
+    from importlib import metadata
+
+    result = hookline({}, "--version")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for name in (
+        "hookline",
+        "hookline-ingress",
+        "hookline-dispatcher",
+        "hookline-worker",
+        "hookline-status",
+    ):
+        assert f"{name} {metadata.version(name)}" in lines

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hookline.embedded_redis import free_port
 from support.payloads import payload, signed_headers
 from support.processes import http_json
 from support.redis_server import RedisServer
@@ -210,7 +212,7 @@ def test_up_with_a_taken_port_exits_2_with_one_clear_line(
     assert "in use" in lines[0]
 
 
-def test_up_generates_a_secret_when_none_is_configured(
+def test_up_generates_a_secret_once_then_says_it_reuses_it(
     tmp_path: Path, redis_url: str, prefix: str
 ) -> None:
     env = {"REDIS_URL": redis_url, "HOOKLINE_PREFIX": prefix, "GITHUB_WEBHOOK_SECRET": ""}
@@ -219,7 +221,7 @@ def test_up_generates_a_secret_when_none_is_configured(
         secret_file = tmp_path / ".hookline" / "secret"
         assert secret_file.is_file()
         assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
-        assert ".hookline/secret" in system.logs()
+        assert "secret    generated, stored in .hookline/secret" in system.logs()
         done = subprocess.run(
             [
                 sys.executable,
@@ -240,6 +242,15 @@ def test_up_generates_a_secret_when_none_is_configured(
         assert done.stdout.startswith("HTTP 202"), done.stdout + done.stderr
     finally:
         system.stop()
+    again = System(tmp_path, env, workers=1)
+    again.log_path = tmp_path / "up-again.log"
+    again.start()
+    try:
+        banner = again.logs()
+        assert "secret    reused, stored in .hookline/secret" in banner
+        assert "generated" not in banner
+    finally:
+        again.stop()
 
 
 def test_a_service_without_a_secret_refuses_to_start(tmp_path: Path, redis_url: str) -> None:
@@ -256,3 +267,134 @@ def test_a_service_without_a_secret_refuses_to_start(tmp_path: Path, redis_url: 
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert "GITHUB_WEBHOOK_SECRET" in done.stderr
+
+
+def hookline_cli(
+    workdir: Path, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """The CLI in ``workdir``, as a second terminal beside ``up`` would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "hookline.cli", *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_operator_commands_read_the_redis_of_up_beside_them(tmp_path: Path, prefix: str) -> None:
+    """No REDIS_URL anywhere: up's embedded Redis is on its own port, and the CLI in the
+    same folder finds it through .hookline/redis.url."""
+    redis_port = free_port()
+    up_env = {
+        "HOOKLINE_REDIS_PORT": str(redis_port),
+        "HOOKLINE_PREFIX": prefix,
+        "GITHUB_WEBHOOK_SECRET": SECRET,
+    }
+    system = System(tmp_path, up_env, workers=1)
+    record = tmp_path / ".hookline" / "redis.url"
+    cli_env = {k: v for k, v in system.env.items() if k != "REDIS_URL"}
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    system.start()
+    try:
+        assert record.read_text() == url + "\n"
+        assert oct(record.stat().st_mode & 0o777) == "0o600"
+        assert "recorded in .hookline/redis.url" in system.logs()
+
+        info = hookline_cli(tmp_path, cli_env, "info")
+        assert info.returncode == 0, info.stderr
+        assert info.stdout.splitlines()[0] == f"redis {url} (from .hookline/redis.url)"
+        data = json.loads(hookline_cli(tmp_path, cli_env, "info", "--json").stdout)
+        assert len([w for w in data["workers"] if w["state"] != "dead"]) == 1
+        cancel = hookline_cli(tmp_path, cli_env, "cancel", "no-such-job")
+        assert cancel.stdout.splitlines()[0] == f"redis {url} (from .hookline/redis.url)"
+
+        # REDIS_URL, when set, wins over the record.
+        elsewhere = "redis://op:hunter2@127.0.0.1:1/0"
+        down = hookline_cli(tmp_path, {**cli_env, "REDIS_URL": elsewhere}, "jobs")
+        assert down.returncode == 1
+        assert "redis://op:***@127.0.0.1:1/0 (from REDIS_URL)" in down.stderr
+        assert "hunter2" not in down.stdout + down.stderr
+    finally:
+        assert system.stop() == 0
+    assert not record.exists()
+    gone = hookline_cli(tmp_path, cli_env, "info")
+    assert f"127.0.0.1:{redis_port}" not in gone.stdout + gone.stderr
+    assert "no hookline up here" in gone.stdout + gone.stderr
+
+
+def test_a_record_left_by_an_up_that_is_gone_is_not_used(tmp_path: Path) -> None:
+    """A redis.url nobody holds (its up was killed) is stale: never read, and said so."""
+    home = tmp_path / ".hookline"
+    home.mkdir()
+    (home / "redis.url").write_text("redis://127.0.0.1:1/0\n")
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    done = hookline_cli(tmp_path, env, "info")
+    assert "127.0.0.1:1/" not in done.stdout + done.stderr
+    assert ".hookline/redis.url is stale" in done.stdout + done.stderr
+
+
+LONG_CONFIG = """
+[pipelines.long]
+command = [{python}, "-c", {script}]
+timeout = "20m"
+retries = 0
+
+[[routes]]
+events = ["push"]
+pipeline = "long"
+"""
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan may wait for a reaper that never comes)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_a_second_ctrl_c_stops_running_jobs_at_once(
+    tmp_path: Path, redis_url: str, prefix: str
+) -> None:
+    pid_file = tmp_path / "pipeline.pid"
+    script = (
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+    )
+    config = tmp_path / "hookline.toml"
+    config.write_text(
+        LONG_CONFIG.format(python=json.dumps(sys.executable), script=json.dumps(script))
+    )
+    env = {
+        "REDIS_URL": redis_url,
+        "HOOKLINE_PREFIX": prefix,
+        "GITHUB_WEBHOOK_SECRET": SECRET,
+        "HOOKLINE_CONFIG": str(config),
+    }
+    system = System(tmp_path, env, workers=1).start()
+    assert system.process is not None
+    try:
+        status, answer = deliver(system, "push", "with-new-branch.payload.json")
+        assert status == 202, answer
+        pid = int(
+            wait_until(lambda: pid_file.exists() and pid_file.read_text(), 30, what="the job")
+        )
+        system.process.send_signal(signal.SIGINT)
+        wait_until(
+            lambda: "a running job may take up to 65s" in system.logs(),
+            10,
+            what="up to say it is stopping",
+        )
+        assert "Ctrl-C again" in system.logs()
+        assert system.process.poll() is None  # the job holds the shutdown
+        assert _running(pid)
+        system.process.send_signal(signal.SIGINT)
+        assert system.process.wait(timeout=20) == 0
+    finally:
+        system.stop()
+    assert "stopping running jobs now" in system.logs()
+    assert "hookline stopped" in system.logs()
+    wait_until(lambda: not _running(pid), 5, what="the pipeline to be stopped")

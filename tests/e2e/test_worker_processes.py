@@ -4,8 +4,10 @@ once, ``--burst`` exits 0, bad flags exit 2."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,12 +17,13 @@ import pytest
 import redis.asyncio as aioredis
 from hookline.keys import DEFAULT_QUEUE, GROUP_WORKERS, Keys
 from support.processes import ServiceProcess, http_json
-from support.waiting import async_wait_until
+from support.waiting import async_wait_until, wait_until
 from support.worker_jobs import finished, handler_spec, pending, queue_job, started
 
 pytestmark = pytest.mark.e2e
 
 TESTS = Path(__file__).resolve().parents[1]
+DEFAULT_PORT = 9103
 
 
 def worker_env(base_env: dict[str, str], **extra: str) -> dict[str, str]:
@@ -192,3 +195,94 @@ async def test_bad_worker_flag_exits_2_naming_the_setting(
     groups = await redis.xinfo_groups(stream)
     assert not [g for g in groups if g["name"] == GROUP_WORKERS.encode()]
     assert await redis.xlen(stream) == 1
+
+
+async def test_a_worker_beside_a_taken_default_port_takes_a_free_one(
+    services: list[ServiceProcess], base_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Nobody chose the port: 9103 taken (as beside `hookline up`), a free one is used."""
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        holder.bind(("0.0.0.0", DEFAULT_PORT))
+        holder.listen()
+    except OSError:  # already taken by something else: just as good for this test
+        pass
+    try:
+        proc = ServiceProcess("worker", worker_env(base_env), tmp_path / "logs")
+        del proc.env["HOOKLINE_WORKER_PORT"]
+        services.append(proc)
+        proc.start(wait=False)
+
+        def fallback_port() -> int:
+            for line in proc.logs().splitlines():
+                if '"default_port_taken"' in line:
+                    record = json.loads(line)
+                    assert record["wanted"] == DEFAULT_PORT
+                    return int(record["port"])
+            assert proc.process is not None
+            assert proc.process.poll() is None, proc.logs()
+            return 0
+
+        proc.port = await asyncio.to_thread(wait_until, fallback_port, 20, what="a free port")
+        assert proc.port != DEFAULT_PORT
+        await asyncio.to_thread(proc.wait_healthy)
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+async def test_a_chosen_port_that_is_taken_exits_2_in_one_line(
+    base_env: dict[str, str], how: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, **worker_env(base_env), "HOOKLINE_WORKER_HOST": "127.0.0.1"}
+        argv = [sys.executable, "-m", "hookline.cli", "worker"]
+        if how == "flag":
+            argv += ["--port", str(port)]
+        else:
+            env["HOOKLINE_WORKER_PORT"] = str(port)
+        done = await asyncio.to_thread(
+            subprocess.run, argv, env=env, capture_output=True, text=True, timeout=30, check=False
+        )
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"hookline: error: HOOKLINE_WORKER_PORT: port {port} on 127.0.0.1 is already in use\n"
+    )
+
+
+async def test_a_second_worker_under_a_live_name_is_refused(
+    services: list[ServiceProcess],
+    base_env: dict[str, str],
+    tmp_path: Path,
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    env = worker_env(base_env)
+    first = start_worker(services, env, tmp_path, "--name", "twin")
+
+    async def registered() -> bool:
+        return await redis.zscore(keys.workers, "twin") is not None
+
+    await async_wait_until(registered, 10, what="the first worker's heartbeat")
+    argv = [sys.executable, "-m", "hookline.cli", "worker", "--name", "twin", "--port", "0"]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        argv,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith("hookline: error: --name: a worker named 'twin' is already")
+    assert await registered()  # the refused one did not deregister the live one
+
+    # Killed a moment ago, its heartbeat still fresh: a restart under its name is fine.
+    first.kill()
+    start_worker(services, env, tmp_path, "--name", "twin")

@@ -2,7 +2,8 @@
 
 A service is an aiohttp app (``/health``, ``/metrics`` and whatever else it serves) plus
 an optional long-running ``run(stop)`` coroutine (a consumer loop). SIGTERM or SIGINT
-sets ``stop`` and lets ``run`` finish what it holds; a second signal cancels it.
+sets ``stop`` and lets ``run`` finish what it holds; a second signal cancels it. An
+optional ``preflight`` runs first and may refuse the start (one line, exit status 2).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from aiohttp import web
 from hookline.config import BaseSettings
 from hookline.errors import ConfigError
 from hookline.logs import configure_logging, get_logger
+from hookline.redact import redact_url
 from hookline.web import bind_socket
 
 S = TypeVar("S", bound=BaseSettings)
@@ -28,12 +30,15 @@ S = TypeVar("S", bound=BaseSettings)
 EXIT_CONFIG = 2
 
 Run = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+# Checks that need the event loop (Redis) before serving; raises ConfigError to refuse.
+Preflight = Callable[[], Coroutine[Any, Any, None]]
 
 
 @dataclass
 class Service(Generic[S]):
     app: web.Application
     run: Run | None = None
+    preflight: Preflight | None = None
 
 
 def fail(message: str) -> int:
@@ -48,22 +53,47 @@ def run_service(
     build: Callable[[S], Service[S]],
     listen: Callable[[S], tuple[str, int, str]],
     env: Mapping[str, str] | None = None,
+    *,
+    any_port_if_taken: bool = False,
 ) -> int:
-    """Load settings, bind the port, then serve until stopped; 2 on bad config."""
+    """Load settings, bind the port, then serve until stopped; 2 on bad config.
+
+    ``any_port_if_taken``: the port is only a default (nobody asked for it), so when it
+    cannot be bound a free one is taken instead, and logged."""
     try:
         settings = load(os.environ if env is None else env)
         host, port, setting = listen(settings)
-        sock = bind_socket(host, port, setting) if port else None
+        sock, refused = _bind(host, port, setting, any_port_if_taken) if port else (None, None)
     except ConfigError as exc:
         return fail(str(exc))
     configure_logging(name, settings.log_level, settings.log_format)
+    if sock is not None and refused is not None:
+        get_logger().warning(
+            "default_port_taken",
+            wanted=port,
+            port=sock.getsockname()[1],
+            reason=refused.problem,
+            hint=f"set {setting} or --port to choose one",
+        )
     try:
         service = build(settings)
     except ConfigError as exc:  # a resource the settings name cannot be used
         if sock is not None:
             sock.close()
         return fail(str(exc))
-    return _run_loop(serve(service, sock))
+    return _run_loop(serve(service, sock, redis=redact_url(settings.redis_url)))
+
+
+def _bind(
+    host: str, port: int, setting: str, any_port_if_taken: bool
+) -> tuple[socket.socket, ConfigError | None]:
+    """The bound socket, and why the wanted port was refused when a free one was taken."""
+    try:
+        return bind_socket(host, port, setting), None
+    except ConfigError as exc:
+        if not any_port_if_taken:
+            raise
+        return bind_socket(host, 0, setting), exc
 
 
 def _run_loop(main: Awaitable[int]) -> int:
@@ -75,9 +105,17 @@ def _run_loop(main: Awaitable[int]) -> int:
         return asyncio.run(main)  # type: ignore[arg-type]
 
 
-async def serve(service: Service[S], sock: socket.socket | None) -> int:
+async def serve(service: Service[S], sock: socket.socket | None, **started: Any) -> int:
+    """Serve until a signal; ``started`` goes into the ``service_started`` log line."""
     loop = asyncio.get_running_loop()
     log = get_logger()
+    if service.preflight is not None:
+        try:
+            await service.preflight()
+        except ConfigError as exc:
+            if sock is not None:
+                sock.close()
+            return fail(str(exc))
     stop = asyncio.Event()
     signals = 0
     task: asyncio.Task[None] | None = None
@@ -97,7 +135,8 @@ async def serve(service: Service[S], sock: socket.socket | None) -> int:
     try:
         if sock is not None:
             await web.SockSite(runner, sock, shutdown_timeout=5.0).start()
-        log.info("service_started", pid=os.getpid())
+        port = sock.getsockname()[1] if sock is not None else None
+        log.info("service_started", pid=os.getpid(), port=port, **started)
         if service.run is not None:
             task = asyncio.create_task(service.run(stop), name="service-run")
             waiter = asyncio.create_task(stop.wait())

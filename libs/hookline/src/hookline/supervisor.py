@@ -2,11 +2,15 @@
 
 Starts Redis (``REDIS_URL`` if given, else an embedded redis-server with AOF under
 ``.hookline/redis``), then ingress, dispatcher, status and N workers; prints the URLs
-and one ready line; restarts a service that dies; stops everything on SIGINT/SIGTERM.
+and one ready line; records its Redis in ``.hookline/redis.url`` for the operator
+commands; restarts a service that dies. The first SIGINT/SIGTERM stops everything and
+lets running jobs finish; a second one stops running jobs at once (the workers hand them
+back); a third kills every service's process group.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import secrets
@@ -20,12 +24,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hookline.durations import parse_duration
 from hookline.embedded_redis import EmbeddedRedis, RedisNotFound
 from hookline.errors import ConfigError, HooklineError
+from hookline.redact import redact_url
+from hookline.redis_target import UrlRecord
 from hookline.web import bind_socket
 
 READY_TIMEOUT = 60.0
 RESTART_DELAY = 1.0
+# What `up` gives its workers unless the environment says otherwise.
+WORKER_SHUTDOWN_TIMEOUT = "60s"
+WORKER_KILL_GRACE = "5s"
+# Beyond the workers' own deadlines: time to hand jobs back and exit.
+STOP_MARGIN = 5.0
 
 
 @dataclass
@@ -48,19 +60,27 @@ def _die_with_parent() -> None:
         pass
 
 
-def load_or_create_secret(env: Mapping[str, str], home: Path) -> tuple[str, str | None]:
-    """The webhook secret, and where it was stored when ``up`` generated one."""
+def load_or_create_secret(env: Mapping[str, str], home: Path) -> tuple[str, str]:
+    """The webhook secret, and where it came from (for the banner)."""
     if env.get("GITHUB_WEBHOOK_SECRET"):
-        return env["GITHUB_WEBHOOK_SECRET"], None
+        return env["GITHUB_WEBHOOK_SECRET"], "from GITHUB_WEBHOOK_SECRET"
     path = home / "secret"
     if path.exists():
-        return path.read_text().strip(), str(path)
+        return path.read_text().strip(), f"reused, stored in {path}"
     home.mkdir(parents=True, exist_ok=True)
     value = secrets.token_hex(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")
-    return value, str(path)
+    return value, f"generated, stored in {path}"
+
+
+def _seconds(env: Mapping[str, str], var: str) -> float:
+    raw = env[var]
+    try:
+        return float(parse_duration(raw))
+    except ValueError as exc:
+        raise ConfigError(var, str(exc)) from None
 
 
 def _port(env: Mapping[str, str], var: str, default: int) -> int:
@@ -100,7 +120,9 @@ class Supervisor:
         self.worker_concurrency = worker_concurrency
         self.redis: EmbeddedRedis | None = None
         self.children: list[Child] = []
-        self.stopping = False
+        self.record = UrlRecord(home)
+        self.signals = 0
+        self.job_deadline = 0.0
 
     def plan(self) -> None:
         """Check every port and setting before anything starts; ConfigError otherwise."""
@@ -132,6 +154,10 @@ class Supervisor:
         base.setdefault("HOOKLINE_ARTIFACTS_DIR", str(self.home / "artifacts"))
         base.setdefault("HOOKLINE_WORK_DIR", str(self.home / "work"))
         base.setdefault("HOOKLINE_INGRESS_SPOOL_DIR", str(self.home / "spool"))
+        base.setdefault("HOOKLINE_WORKER_SHUTDOWN_TIMEOUT", WORKER_SHUTDOWN_TIMEOUT)
+        base.setdefault("HOOKLINE_WORKER_KILL_GRACE", WORKER_KILL_GRACE)
+        self.kill_grace = _seconds(base, "HOOKLINE_WORKER_KILL_GRACE")
+        self.job_deadline = _seconds(base, "HOOKLINE_WORKER_SHUTDOWN_TIMEOUT") + self.kill_grace
         py = sys.executable
 
         def child(
@@ -197,9 +223,13 @@ class Supervisor:
         )
         child.started = time.monotonic()
 
+    @property
+    def stopping(self) -> bool:
+        return self.signals > 0
+
     def run(self) -> int:
         self.plan()
-        secret, stored = load_or_create_secret(self.env, self.home)
+        secret, secret_origin = load_or_create_secret(self.env, self.home)
         self.env["GITHUB_WEBHOOK_SECRET"] = secret
         _check_free_redis_port = self.env.get("REDIS_URL") is None
         if _check_free_redis_port:
@@ -213,17 +243,19 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         try:
+            self.record.write(redis_url)
             for child in self.children:
                 self.spawn(child)
             self._wait_ready()
-            self._announce(redis_url, stored)
+            self._announce(redis_url, secret_origin)
             self._watch()
         finally:
             self.shutdown()
         return 0
 
     def _on_signal(self, signum: int, _frame: object) -> None:
-        self.stopping = True
+        # Only count here: the loops act on it (printing from a handler can re-enter print).
+        self.signals += 1
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -242,18 +274,17 @@ class Supervisor:
                 raise HooklineError(f"not healthy after {READY_TIMEOUT:.0f}s: {names}")
             time.sleep(0.05)
 
-    def _announce(self, redis_url: str, stored: str | None) -> None:
+    def _announce(self, redis_url: str, secret_origin: str) -> None:
         by_name = {c.name: c for c in self.children}
-        safe_redis = redis_url.split("@")[-1]
         lines = [
             f"  webhook   POST http://127.0.0.1:{by_name['ingress'].health_port}/webhook",
             f"  jobs      GET  http://127.0.0.1:{by_name['status'].health_port}/jobs",
             f"  metrics   GET  http://127.0.0.1:{by_name['status'].health_port}/metrics",
-            f"  redis     {safe_redis}" + ("  (embedded, AOF on)" if self.redis else ""),
+            f"  redis     {redact_url(redis_url)}" + ("  (embedded, AOF on)" if self.redis else ""),
+            f"            recorded in {self.record.path} for hookline info, jobs, requeue, …",
             f"  workers   {self.workers}",
+            f"  secret    {secret_origin}",
         ]
-        if stored:
-            lines.append(f"  secret    generated, stored in {stored}")
         print("\n".join(lines), flush=True)
         print("hookline is ready: try `hookline webhook send --event push`", flush=True)
 
@@ -275,21 +306,52 @@ class Supervisor:
             time.sleep(0.2)
 
     def shutdown(self) -> None:
-        """SIGTERM every service (intake first), wait, then stop Redis."""
-        self.stopping = True
+        """SIGTERM every service (intake first) and wait for them, then stop Redis. A
+        second signal meanwhile is forwarded (the services stop their work at once); a
+        third, or the deadline, kills what is left."""
+        self.signals = max(self.signals, 1)
         order = sorted(self.children, key=lambda c: c.name != "ingress")
+        self._signal_all(order, signal.SIGTERM)
+        if self._alive(order):
+            print(
+                f"hookline: stopping; a running job may take up to {self.job_deadline:g}s to "
+                "finish (press Ctrl-C again to stop running jobs now)",
+                flush=True,
+            )
+        deadline = time.monotonic() + self.job_deadline + STOP_MARGIN
+        forwarded = 1
+        while self._alive(order):
+            if self.signals >= 3 or time.monotonic() > deadline:
+                self._signal_all(order, signal.SIGKILL)
+                break
+            if self.signals >= 2 and forwarded < 2:
+                forwarded = 2
+                print(
+                    "hookline: stopping running jobs now (they are handed back and run "
+                    "again later; Ctrl-C once more kills every service)",
+                    flush=True,
+                )
+                self._signal_all(order, signal.SIGTERM)
+                deadline = min(deadline, time.monotonic() + self.kill_grace + STOP_MARGIN)
+            time.sleep(0.05)
         for child in order:
-            if child.process is not None and child.process.poll() is None:
-                child.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 70
-        for child in order:
-            if child.process is None:
-                continue
-            try:
-                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.process.kill()
+            if child.process is not None:
                 child.process.wait()
         if self.redis is not None:
             self.redis.stop()
+        self.record.remove()
         print("hookline stopped", flush=True)
+
+    @staticmethod
+    def _alive(children: list[Child]) -> list[Child]:
+        return [c for c in children if c.process is not None and c.process.poll() is None]
+
+    def _signal_all(self, children: list[Child], sig: signal.Signals) -> None:
+        """``sig`` to each running service; SIGKILL goes to its whole process group."""
+        for child in self._alive(children):
+            assert child.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                if sig == signal.SIGKILL:
+                    os.killpg(child.process.pid, sig)
+                else:
+                    child.process.send_signal(sig)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from hookline.errors import ConfigError
 from hookline.keys import Keys
+from hookline.redact import redact_text, redact_url
 from hookline.redis_client import UNAVAILABLE, connect
 from hookline.service import fail, run_service
 
@@ -32,7 +33,9 @@ async def _rebuild(settings: StatusSettings) -> int:
         return 1
     except UNAVAILABLE as exc:
         print(
-            f"hookline: error: cannot reach Redis at {settings.redis_url}: {exc}", file=sys.stderr
+            f"hookline: error: cannot reach Redis at {redact_url(settings.redis_url)}: "
+            f"{redact_text(str(exc), settings.redis_url)}",
+            file=sys.stderr,
         )
         return 1
     finally:

@@ -38,12 +38,16 @@ def _listen(settings: WorkerSettings) -> tuple[str, int, str]:
 
 def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     flags = flags_of(args)
+    environ = os.environ if env is None else env
 
     def load_with_flags(environ: Mapping[str, str]) -> WorkerSettings:
         return load(environ, **flags)
 
+    # Only a port someone asked for must be that port: beside `hookline up` (whose
+    # workers hold 9103 and up) a plain `hookline worker` takes a free one instead.
+    chosen = args.port is not None or bool(environ.get("HOOKLINE_WORKER_PORT"))
     return run_service(
-        "worker", load_with_flags, build, _listen, env=os.environ if env is None else env
+        "worker", load_with_flags, build, _listen, env=environ, any_port_if_taken=not chosen
     )
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from importlib import metadata
 from typing import Any
 
 from hookline.errors import ConfigError
@@ -17,11 +18,50 @@ from hookline.service import EXIT_CONFIG
 
 # Modules under hookline.cli with a ``register(subparsers)`` function, in help order.
 AREAS = ("services", "webhook", "config", "commands", "views")
+# The distributions `--version` always reports; any other installed `hookline-*` too.
+PACKAGES = (
+    "hookline",
+    "hookline-ingress",
+    "hookline-dispatcher",
+    "hookline-worker",
+    "hookline-status",
+)
+
+
+def versions() -> Iterator[str]:
+    """One line per hookline package: its installed version, or that it is not installed."""
+    others = sorted(
+        {
+            name
+            for dist in metadata.distributions()
+            if (name := (dist.metadata["Name"] or "").lower().replace("_", "-")).startswith(
+                "hookline-"
+            )
+        }
+        - set(PACKAGES)
+    )
+    for name in (*PACKAGES, *others):
+        try:
+            yield f"{name} {metadata.version(name)}"
+        except metadata.PackageNotFoundError:
+            yield f"{name} (not installed)"
+
+
+class _Versions(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print("\n".join(versions()))
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hookline", description="GitHub webhooks in, pipeline jobs out."
+    )
+    parser.add_argument(
+        "--version",
+        action=_Versions,
+        nargs=0,
+        help="print the version of every installed hookline package and exit",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for area in AREAS:

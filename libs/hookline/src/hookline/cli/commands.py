@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import os
 import socket
 import sys
 from typing import TYPE_CHECKING
 
+from hookline.cli.common import header, redis_target, settings_env, unreachable
 from hookline.config import BaseSettings, load_settings
 from hookline.errors import ConfigError
 from hookline.events import FailedPurgeRequested, JobCancelRequested, JobRequeueRequested
@@ -113,8 +113,9 @@ def send(command: Command, timeout: float) -> int:
     from hookline.commands import send_command
     from hookline.redis_client import UNAVAILABLE, connect
 
+    target = redis_target()
     try:
-        settings = load_settings(BaseSettings, os.environ)
+        settings = load_settings(BaseSettings, settings_env(target))
     except ConfigError as exc:
         return fail(str(exc))
     keys = Keys(settings.prefix)
@@ -122,6 +123,8 @@ def send(command: Command, timeout: float) -> int:
     async def go() -> CommandAnswer | None:
         redis = connect(settings.redis_url, client_name="hookline-cli")
         try:
+            await redis.ping()
+            print(header(target), flush=True)
             return await send_command(redis, keys, command, timeout=timeout)
         finally:
             await redis.aclose()
@@ -129,10 +132,7 @@ def send(command: Command, timeout: float) -> int:
     try:
         answer = asyncio.run(go())
     except UNAVAILABLE as exc:
-        print(
-            f"hookline: error: cannot reach Redis at {settings.redis_url}: {exc}", file=sys.stderr
-        )
-        return 1
+        return unreachable(target, exc)
     if answer is None:
         print(
             f"hookline: no answer within {timeout:g}s: is a dispatcher running? The command "

@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
+from hookline.cli.common import header, redis_target, settings_env, unreachable
 from hookline.config import BaseSettings, load_settings
 from hookline.durations import Duration
 from hookline.errors import ConfigError
@@ -94,22 +94,25 @@ def _limit(text: str) -> int:
     return int(text)
 
 
-def _run(action: Callable[[Redis, Keys, ViewSettings], Awaitable[int]]) -> int:
+def _run(
+    action: Callable[[Redis, Keys, ViewSettings], Awaitable[int]], *, show_header: bool
+) -> int:
+    """Run ``action`` against the chosen Redis; ``show_header`` prints which one first."""
+    target = redis_target()
     try:
-        settings = load_settings(ViewSettings, os.environ)
+        settings = load_settings(ViewSettings, settings_env(target))
     except ConfigError as exc:
         return fail(str(exc))
 
     async def main() -> int:
         redis = connect(settings.redis_url, client_name="hookline-cli", socket_timeout=10)
         try:
+            await redis.ping()
+            if show_header:
+                print(header(target), flush=True)
             return await action(redis, Keys(settings.prefix), settings)
         except UNAVAILABLE as exc:
-            print(
-                f"hookline: error: cannot reach Redis ({settings.redis_url}): {exc}",
-                file=sys.stderr,
-            )
-            return 1
+            return unreachable(target, exc)
         finally:
             await redis.aclose()
 
@@ -202,20 +205,23 @@ def format_info(info: Mapping[str, Any]) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    # In the text, so that a refresh in place keeps it on screen.
+    head = header(redis_target())
+
     async def action(redis: Redis, keys: Keys, settings: ViewSettings) -> int:
         while True:
             info = await system_info(redis, keys, settings.worker_ttl)
             if args.json:
                 print(json.dumps(info), flush=True)
             else:
-                text = format_info(info)
+                text = f"{head}\n\n{format_info(info)}"
                 print((CLEAR + text) if args.interval and sys.stdout.isatty() else text, flush=True)
             if not args.interval:
                 return 0
             await asyncio.sleep(args.interval)
 
     try:
-        return _run(action)
+        return _run(action, show_header=False)
     except KeyboardInterrupt:
         return 0
 
@@ -257,7 +263,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             print(f"more: hookline jobs --cursor {page.next_cursor}")
         return 0
 
-    return _run(action)
+    return _run(action, show_header=not args.json)
 
 
 def format_job(job: Mapping[str, Any], events: list[dict[str, Any]] | None) -> str:
@@ -297,4 +303,4 @@ def cmd_job(args: argparse.Namespace) -> int:
             print(format_job(job, events))
         return 0
 
-    return _run(action)
+    return _run(action, show_header=not args.json)
