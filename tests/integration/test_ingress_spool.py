@@ -203,14 +203,15 @@ async def test_when_neither_redis_nor_the_spool_can_take_it_the_answer_is_503(
     """A full disk (the spool file is /dev/full): the one case answered with a 5xx, so
     that GitHub shows the delivery failed and it can be redelivered."""
     spool_dir = tmp_path / "full-spool"
-    spool_dir.mkdir()
-    (spool_dir / "webhooks.spool").symlink_to("/dev/full")
+    (spool_dir / "r1").mkdir(parents=True)
+    (spool_dir / "r1" / "webhooks.spool").symlink_to("/dev/full")
     settings = load(
         {
             "REDIS_URL": private_redis.url,
             "HOOKLINE_PREFIX": prefix,
             "GITHUB_WEBHOOK_SECRET": SECRET,
             "HOOKLINE_INGRESS_SPOOL_DIR": str(spool_dir),
+            "HOOKLINE_INGRESS_REPLICA": "r1",
         }
     )
     private_redis.stop()
