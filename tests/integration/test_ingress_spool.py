@@ -89,9 +89,12 @@ async def test_while_redis_is_down_webhooks_are_spooled_then_replayed_in_order(
         status, answer = await post(client, delivery)
         assert status == 202, answer
         assert answer["job_id"] == job_id_for_delivery(delivery)
+        assert answer["outcome"] == "spooled"
+        assert "Redis is unavailable" in answer["message"]
     # a redelivery while spooled answers the same job and is not spooled twice
     status, again = await post(client, ids[0])
     assert (status, again["job_id"]) == (202, job_id_for_delivery(ids[0]))
+    assert again["outcome"] == "duplicate"
     assert client.app is not None
     assert client.app[SPOOL].depth == len(ids)
     health = await client.get("/health")

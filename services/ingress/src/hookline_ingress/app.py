@@ -23,7 +23,7 @@ from structlog.typing import FilteringBoundLogger as Logger
 
 from hookline_ingress import intake
 from hookline_ingress.appender import REFUSED, Appender
-from hookline_ingress.intake import Outcome, Refusal
+from hookline_ingress.intake import Outcome, Refusal, Stored, stored_answer
 from hookline_ingress.settings import IngressSettings
 from hookline_ingress.spool import Spool, SpoolEntry, SpoolError
 from hookline_ingress.spoolroot import SpoolRoot, replica_name
@@ -90,7 +90,7 @@ class Delivery:
         duplicate. Raises ``CANNOT_APPEND`` errors when Redis does not take it in time."""
         return await self.appender.append(entry)
 
-    async def deliver(self, entry: SpoolEntry, log: Logger) -> Outcome:
+    async def deliver(self, entry: SpoolEntry, log: Logger) -> Stored:
         if self.spool.holds(entry.delivery_id):
             return "duplicate"
         if not self.spool.depth:
@@ -329,13 +329,14 @@ class WebhookView:
         if event == "ping":
             log.info("webhook_ping", hook_id=head.hook_id)
             return json_response(
-                {"message": "pong", "delivery_id": delivery, "zen": head.zen}
+                {"message": "pong", "outcome": "ping", "delivery_id": delivery, "zen": head.zen}
             ), "ignored"
         if self.allowed and event not in self.allowed:
             log.info("webhook_ignored", reason="event_not_allowed")
             return json_response(
                 {
                     "message": "ignored",
+                    "outcome": "ignored",
                     "detail": f"event {event} is not in HOOKLINE_INGRESS_EVENTS",
                 },
                 status=202,
@@ -362,12 +363,7 @@ class WebhookView:
         log.info("webhook_" + outcome, job_id=job_id)
         target = (repo.html_url if repo and repo.html_url else None) or "repository"
         return json_response(
-            {
-                "message": f"Pipeline triggered for {target}",
-                "job_id": job_id,
-                "status_url": self.status_base + job_id,
-            },
-            status=202,
+            stored_answer(outcome, target, job_id, self.status_base + job_id), status=202
         ), outcome
 
     async def _read(self, request: web.Request) -> bytes:
