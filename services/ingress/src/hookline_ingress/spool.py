@@ -209,10 +209,9 @@ class Spool:
         assert self._lock_fd is not None
         self._pending.clear()
         self._ids.clear()
-        names = [FILE_NAME, FILE_NAME + ".compact", LOCK_NAME]
-        for name in names:
+        for path in (self.path, self.path.with_suffix(".compact"), self.directory / LOCK_NAME):
             with contextlib.suppress(FileNotFoundError):
-                (self.directory / name).unlink()
+                path.unlink()
         if not keep_directory:
             with contextlib.suppress(OSError):  # something else is in it: it stays
                 self.directory.rmdir()
