@@ -52,6 +52,7 @@ async def test_the_spool_of_a_replica_that_is_gone_is_taken_in_once(tmp_path: Pa
     alive = opened(tmp_path, "alive")
     await own(alive).append(entry("x"))
     own(gone).close()  # what the kernel does when its process dies, kill -9 included
+    (tmp_path / "right" / "webhooks.compact").write_bytes(b"a compaction cut short")
 
     assert await survivor.adopt() == 3
     assert ids(own(survivor)) == ["s1", "g1", "g2", "g3"]  # behind its own, in order
