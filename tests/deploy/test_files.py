@@ -38,6 +38,7 @@ COMPOSE = DEPLOY / "compose.yaml"
 # (a one-off run, not a service).
 PER_INSTANCE = {
     "HOOKLINE_INGRESS_HOST",
+    "HOOKLINE_INGRESS_REPLICA",
     "HOOKLINE_DISPATCHER_HOST",
     "HOOKLINE_WORKER_HOST",
     "HOOKLINE_STATUS_HOST",

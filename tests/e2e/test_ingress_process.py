@@ -4,8 +4,6 @@ and what its logs never contain."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,24 +15,13 @@ from hookline.events import JobQueued, decode
 from hookline.ids import job_id_for_delivery
 from hookline.keys import DEFAULT_QUEUE, EVENT_FIELD, Keys
 from support.payloads import payload, signed_headers
-from support.processes import ServiceProcess, http_json
+from support.processes import ServiceProcess, http_json, post_webhook
 from support.redis_server import own_redis
 from support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
 PUSH = payload("push", "with-new-branch.payload.json")
-
-
-def post(
-    url: str, body: bytes, headers: dict[str, str], timeout: float = 10
-) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(f"{url}/webhook", data=body, method="POST", headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 @pytest.fixture
@@ -68,7 +55,9 @@ def test_webhooks_spooled_while_redis_is_down_survive_an_ingress_restart(
     private_redis.stop()
     ids = [f"spooled-{n}" for n in range(8)]
     for delivery in ids:
-        status, answer = post(ingress.url, PUSH, signed_headers(secret, PUSH, "push", delivery))
+        status, answer = post_webhook(
+            ingress.url, PUSH, signed_headers(secret, PUSH, "push", delivery)
+        )
         assert status == 202, answer
         assert answer["job_id"] == job_id_for_delivery(delivery)
     status, health = http_json(f"{ingress.url}/health")
@@ -80,7 +69,7 @@ def test_webhooks_spooled_while_redis_is_down_survive_an_ingress_restart(
     status, health = http_json(f"{restarted.url}/health")
     assert (health["status"], health["spool_entries"]) == ("degraded", len(ids))
     # a redelivery after the restart is recognised from the spool itself
-    status, _ = post(restarted.url, PUSH, signed_headers(secret, PUSH, "push", ids[3]))
+    status, _ = post_webhook(restarted.url, PUSH, signed_headers(secret, PUSH, "push", ids[3]))
     assert status == 202
 
     private_redis.start()
@@ -125,7 +114,7 @@ def test_no_secret_signature_or_body_reaches_a_log_line(
     ]
     signatures = [h.get("X-Hub-Signature-256", "") for _, h, _ in cases]
     for data, headers, expected in cases:
-        assert post(ingress.url, data, headers)[0] == expected
+        assert post_webhook(ingress.url, data, headers)[0] == expected
     wait_until(lambda: "log-415" in ingress.logs(), timeout=10, what="the last log line")
     logs = ingress.logs()
     for secret_thing in [SECRET, MARKER, "5" * 40, *(s[7:] for s in signatures if s)]:
@@ -144,7 +133,9 @@ def test_insecure_mode_warns_at_start_and_on_every_request(
     services.append(ingress.start())
     headers = {"Content-Type": "application/json", "X-GitHub-Event": "push"}
     for n in range(3):
-        status, _ = post(ingress.url, PUSH, {**headers, "X-GitHub-Delivery": f"insecure-{n}"})
+        status, _ = post_webhook(
+            ingress.url, PUSH, {**headers, "X-GitHub-Delivery": f"insecure-{n}"}
+        )
         assert status == 202
 
     def warnings() -> list[dict[str, Any]]:
@@ -165,12 +156,13 @@ def test_starting_without_a_secret_is_refused(base_env: dict[str, str], tmp_path
     assert "GITHUB_WEBHOOK_SECRET" in ingress.logs()
 
 
-def test_a_spool_directory_in_use_is_refused(
+def test_a_replica_name_in_use_is_refused(
     base_env: dict[str, str], services: list[ServiceProcess], tmp_path: Path
 ) -> None:
-    services.append(ServiceProcess("ingress", base_env, tmp_path / "a").start())
-    second = ServiceProcess("ingress", base_env, tmp_path / "b")
+    env = {**base_env, "HOOKLINE_INGRESS_REPLICA": "one"}
+    services.append(ServiceProcess("ingress", env, tmp_path / "a").start())
+    second = ServiceProcess("ingress", env, tmp_path / "b")
     second.start(wait=False)
     assert second.process is not None
     assert second.process.wait(timeout=20) == 2
-    assert "HOOKLINE_INGRESS_SPOOL_DIR" in second.logs()
+    assert "HOOKLINE_INGRESS_REPLICA" in second.logs()

@@ -53,7 +53,10 @@ async def test_signed_push_is_accepted_and_appended(
     answer = await reply.json()
     job_id = job_id_for_delivery("delivery-1")
     assert answer == {
-        "message": "Pipeline triggered for https://github.com/Codertocat/Hello-World",
+        "message": "Webhook accepted for https://github.com/Codertocat/Hello-World: queued "
+        "for the dispatcher, which runs the pipeline of the route it matches (or skips "
+        "it); follow status_url",
+        "outcome": "accepted",
         "job_id": job_id,
         "status_url": f"http://status.example:5002/jobs/{job_id}",
     }
@@ -75,7 +78,10 @@ async def test_a_redelivery_names_the_same_job_and_appends_nothing(
     first = await (await client.post("/webhook", data=body, headers=headers)).json()
     second_reply = await client.post("/webhook", data=body, headers=headers)
     assert second_reply.status == 202
-    assert await second_reply.json() == first
+    second = await second_reply.json()
+    assert (first["outcome"], second["outcome"]) == ("accepted", "duplicate")
+    assert second["message"].startswith("Duplicate delivery for https://github.com/Codertocat/")
+    assert (second["job_id"], second["status_url"]) == (first["job_id"], first["status_url"])
     assert await stream_length(redis, keys) == 1
 
 

@@ -141,7 +141,7 @@ async def test_ping_answers_pong_and_queues_nothing(
     )
     assert reply.status == 200
     answer = await reply.json()
-    assert answer["message"] == "pong"
+    assert (answer["message"], answer["outcome"]) == ("pong", "ping")
     assert answer["delivery_id"] == "p-1"
     assert answer["zen"] == json.loads(body)["zen"]
     await assert_nothing_queued(client, redis, keys)
@@ -156,7 +156,7 @@ async def test_events_outside_the_allow_list_are_ignored_and_counted(
     reply = await client.post("/webhook", data=body, headers=signed_headers(SECRET, body, "star"))
     assert reply.status == 202
     answer = await reply.json()
-    assert answer["message"] == "ignored"
+    assert (answer["message"], answer["outcome"]) == ("ignored", "ignored")
     assert "star" in answer["detail"]
     await assert_nothing_queued(client, redis, keys)
     assert await metric(client, 'hookline_webhooks_total{event="star",outcome="ignored"} 1.0')

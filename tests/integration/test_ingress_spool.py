@@ -89,9 +89,12 @@ async def test_while_redis_is_down_webhooks_are_spooled_then_replayed_in_order(
         status, answer = await post(client, delivery)
         assert status == 202, answer
         assert answer["job_id"] == job_id_for_delivery(delivery)
+        assert answer["outcome"] == "spooled"
+        assert "Redis is unavailable" in answer["message"]
     # a redelivery while spooled answers the same job and is not spooled twice
     status, again = await post(client, ids[0])
     assert (status, again["job_id"]) == (202, job_id_for_delivery(ids[0]))
+    assert again["outcome"] == "duplicate"
     assert client.app is not None
     assert client.app[SPOOL].depth == len(ids)
     health = await client.get("/health")
@@ -203,14 +206,15 @@ async def test_when_neither_redis_nor_the_spool_can_take_it_the_answer_is_503(
     """A full disk (the spool file is /dev/full): the one case answered with a 5xx, so
     that GitHub shows the delivery failed and it can be redelivered."""
     spool_dir = tmp_path / "full-spool"
-    spool_dir.mkdir()
-    (spool_dir / "webhooks.spool").symlink_to("/dev/full")
+    (spool_dir / "r1").mkdir(parents=True)
+    (spool_dir / "r1" / "webhooks.spool").symlink_to("/dev/full")
     settings = load(
         {
             "REDIS_URL": private_redis.url,
             "HOOKLINE_PREFIX": prefix,
             "GITHUB_WEBHOOK_SECRET": SECRET,
             "HOOKLINE_INGRESS_SPOOL_DIR": str(spool_dir),
+            "HOOKLINE_INGRESS_REPLICA": "r1",
         }
     )
     private_redis.stop()

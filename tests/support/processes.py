@@ -42,6 +42,18 @@ def http_json(url: str, timeout: float = 5.0) -> tuple[int, Any]:
             return exc.code, body.decode(errors="replace")
 
 
+def post_webhook(
+    url: str, body: bytes, headers: dict[str, str], timeout: float = 10
+) -> tuple[int, Any]:
+    """POST ``body`` to ``<url>/webhook``: the status and the decoded JSON answer."""
+    request = urllib.request.Request(f"{url}/webhook", data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
 def terminate(process: subprocess.Popen[bytes] | None, timeout: float) -> int | None:
     """SIGTERM exactly this process, SIGKILL it if it has not ended in ``timeout``."""
     if process is None:

@@ -31,10 +31,16 @@ async def queue_job(
     job_id: str | None = None,
     meta: dict[str, Any] | None = None,
     attempt: int = 1,
+    payload: bytes = b"{}",
 ) -> str:
     job_id = job_id or uuid.uuid4().hex
     event = JobQueued(
-        job_id=job_id, delivery_id=f"d-{job_id}", attempt=attempt, spec=spec, meta=meta or {}
+        job_id=job_id,
+        delivery_id=f"d-{job_id}",
+        attempt=attempt,
+        spec=spec,
+        meta=meta or {},
+        payload=msgspec.Raw(payload),
     )
     await redis.xadd(keys.job_queued(spec.queue), {EVENT_FIELD: encode(event)})
     return job_id

@@ -26,6 +26,13 @@ async def async_echo(ctx: JobContext) -> dict[str, Any]:
     return {"job_id": ctx.job_id, "attempt": ctx.attempt}
 
 
+def keep_artifact(ctx: JobContext) -> dict[str, Any]:
+    """Write the payload's ``name`` to ``out.txt`` among the job's artifacts."""
+    path = ctx.artifact_path("out.txt")
+    path.write_text(str(ctx.payload["name"]))
+    return {"artifacts_dir": str(ctx.artifacts_dir), "artifact": str(path)}
+
+
 def boom(ctx: JobContext) -> None:
     raise ValueError(f"boom in {ctx.job_id}")
 

@@ -207,6 +207,18 @@ def test_metric_label_is_bounded(event: str, label: str) -> None:
             {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_SPOOL_DIR": "  "},
             "HOOKLINE_INGRESS_SPOOL_DIR",
         ),
+        (
+            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_REPLICA": "../up"},
+            "HOOKLINE_INGRESS_REPLICA",
+        ),
+        (
+            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_REPLICA": ".."},
+            "HOOKLINE_INGRESS_REPLICA",
+        ),
+        (
+            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_SPOOL_ADOPT_INTERVAL": "0s"},
+            "HOOKLINE_INGRESS_SPOOL_ADOPT_INTERVAL",
+        ),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], setting: str) -> None:
@@ -223,10 +235,13 @@ def test_settings_parse() -> None:
             "HOOKLINE_INGRESS_DEDUPE_TTL": "3d",
             "HOOKLINE_INGRESS_REDIS_TIMEOUT": "500ms",
             "HOOKLINE_INGRESS_SPOOL_DIR": "/var/spool/hookline",
+            "HOOKLINE_INGRESS_REPLICA": "ingress-1",
+            "HOOKLINE_INGRESS_SPOOL_ADOPT_INTERVAL": "1m",
         }
     )
     assert settings.secrets == ["new", "old"]
     assert settings.events == ["push", "pull_request"]
     assert (settings.dedupe_ttl, settings.redis_timeout) == (3 * 86400, 0.5)
     assert settings.spool_dir == "/var/spool/hookline"
+    assert (settings.replica, settings.spool_adopt_interval) == ("ingress-1", 60)
     assert load({"HOOKLINE_INGRESS_INSECURE": "1"}).insecure

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -22,13 +23,15 @@ from structlog.typing import FilteringBoundLogger as Logger
 
 from hookline_ingress import intake
 from hookline_ingress.appender import REFUSED, Appender
-from hookline_ingress.intake import Outcome, Refusal
+from hookline_ingress.intake import Outcome, Refusal, Stored, stored_answer
 from hookline_ingress.settings import IngressSettings
 from hookline_ingress.spool import Spool, SpoolEntry, SpoolError
+from hookline_ingress.spoolroot import SpoolRoot, replica_name
 
 SETTINGS: web.AppKey[IngressSettings] = web.AppKey("settings", IngressSettings)
 REDIS: web.AppKey[Redis] = web.AppKey("redis", Redis)
 SPOOL: web.AppKey[Spool] = web.AppKey("spool", Spool)
+SPOOL_ROOT: web.AppKey[SpoolRoot] = web.AppKey("spool_root", SpoolRoot)
 METRICS: web.AppKey[IngressMetrics] = web.AppKey("metrics", object)  # type: ignore[arg-type]
 REPLAY: web.AppKey[Replayer] = web.AppKey("replay", object)  # type: ignore[arg-type]
 
@@ -87,7 +90,7 @@ class Delivery:
         duplicate. Raises ``CANNOT_APPEND`` errors when Redis does not take it in time."""
         return await self.appender.append(entry)
 
-    async def deliver(self, entry: SpoolEntry, log: Logger) -> Outcome:
+    async def deliver(self, entry: SpoolEntry, log: Logger) -> Stored:
         if self.spool.holds(entry.delivery_id):
             return "duplicate"
         if not self.spool.depth:
@@ -156,9 +159,37 @@ class Replayer:
                 self.log.info("spool_drained", entries=done)
 
 
+def open_spool_root(settings: IngressSettings) -> SpoolRoot:
+    """This replica's spool under the shared root: ``HOOKLINE_INGRESS_REPLICA``, else the
+    host name (and the next free slot when another process on this host holds it)."""
+    if settings.replica:
+        root = SpoolRoot(settings.spool_dir, settings.replica, explicit=True)
+    else:
+        root = SpoolRoot(settings.spool_dir, replica_name(socket.gethostname()), explicit=False)
+    root.open_own()
+    return root
+
+
+async def adopt_orphans(
+    root: SpoolRoot, delivery: Delivery, interval: float, stop: asyncio.Event
+) -> None:
+    """At start and every ``interval``: take in the spools of replicas that are gone.
+    Stopped by ``stop`` between rounds, never half way through one (an adoption is
+    disk work of its own thread, which a cancellation would not stop)."""
+    log = get_logger(component="spool_adopt")
+    while not stop.is_set():
+        try:
+            if await root.adopt():
+                delivery.wake.set()
+        except (OSError, SpoolError) as exc:
+            log.error("spool_adopt_failed", error=str(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
 def create_app(settings: IngressSettings) -> web.Application:
-    """Build the app; opens (and locks) the spool directory, so a second process on the
-    same directory fails here with a ConfigError."""
+    """Build the app; opens (and locks) this replica's spool directory, so a second
+    process that must have the same one fails here with a ConfigError."""
     app = web.Application(
         client_max_size=settings.max_body,
         handler_args={
@@ -167,8 +198,9 @@ def create_app(settings: IngressSettings) -> web.Application:
             "max_headers": MAX_HEADERS,
         },
     )
-    spool = Spool(settings.spool_dir)
-    spool.open()
+    spool_root = open_spool_root(settings)
+    assert spool_root.own is not None
+    spool = spool_root.own
     registry = CollectorRegistry()
     # No socket timeout: every call is bounded by one asyncio deadline of its own
     # (HOOKLINE_INGRESS_REDIS_TIMEOUT), which also covers connecting and the pool.
@@ -176,6 +208,7 @@ def create_app(settings: IngressSettings) -> web.Application:
     delivery = Delivery(settings, redis, spool)
     app[SETTINGS] = settings
     app[SPOOL] = spool
+    app[SPOOL_ROOT] = spool_root
     app[REDIS] = redis
     app[METRICS] = IngressMetrics(registry, spool)
     app[REPLAY] = Replayer(delivery)
@@ -193,8 +226,18 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     replay = app[REPLAY]
     if app[SPOOL].depth:
         replay.delivery.wake.set()
+    get_logger().info("spool_opened", directory=str(app[SPOOL].directory))
+    stop_adopting = asyncio.Event()
+    adopting = asyncio.create_task(
+        adopt_orphans(
+            app[SPOOL_ROOT], replay.delivery, settings.spool_adopt_interval, stop_adopting
+        ),
+        name="spool-adopt",
+    )
     task = asyncio.create_task(replay.run(), name="spool-replay")
     yield
+    stop_adopting.set()
+    await adopting
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -286,13 +329,14 @@ class WebhookView:
         if event == "ping":
             log.info("webhook_ping", hook_id=head.hook_id)
             return json_response(
-                {"message": "pong", "delivery_id": delivery, "zen": head.zen}
+                {"message": "pong", "outcome": "ping", "delivery_id": delivery, "zen": head.zen}
             ), "ignored"
         if self.allowed and event not in self.allowed:
             log.info("webhook_ignored", reason="event_not_allowed")
             return json_response(
                 {
                     "message": "ignored",
+                    "outcome": "ignored",
                     "detail": f"event {event} is not in HOOKLINE_INGRESS_EVENTS",
                 },
                 status=202,
@@ -319,12 +363,7 @@ class WebhookView:
         log.info("webhook_" + outcome, job_id=job_id)
         target = (repo.html_url if repo and repo.html_url else None) or "repository"
         return json_response(
-            {
-                "message": f"Pipeline triggered for {target}",
-                "job_id": job_id,
-                "status_url": self.status_base + job_id,
-            },
-            status=202,
+            stored_answer(outcome, target, job_id, self.status_base + job_id), status=202
         ), outcome
 
     async def _read(self, request: web.Request) -> bytes:

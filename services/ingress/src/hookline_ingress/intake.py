@@ -35,6 +35,30 @@ Outcome = Literal[
 ]
 
 
+# What a 202 says happened to a delivery that reached Redis or the spool (its
+# ``outcome`` field); ingress does not know the routes, so none of them promises that a
+# pipeline runs: the dispatcher decides that (no matching route: the job ends skipped).
+Stored = Literal["accepted", "duplicate", "spooled"]
+_STORED_MESSAGES: dict[Stored, str] = {
+    "accepted": "Webhook accepted for {target}: queued for the dispatcher, which runs "
+    "the pipeline of the route it matches (or skips it); follow status_url",
+    "duplicate": "Duplicate delivery for {target}: already received, nothing new queued; "
+    "status_url is the job of the first delivery",
+    "spooled": "Webhook accepted for {target} and kept on disk: Redis is unavailable, it "
+    "is queued for the dispatcher as soon as Redis is back; follow status_url",
+}
+
+
+def stored_answer(outcome: Stored, target: str, job_id: str, status_url: str) -> dict[str, str]:
+    """The 202 body of a delivery that was appended, spooled or already there."""
+    return {
+        "message": _STORED_MESSAGES[outcome].format(target=target),
+        "outcome": outcome,
+        "job_id": job_id,
+        "status_url": status_url,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal(Exception):
     status: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -14,6 +15,7 @@ from hookline.errors import ConfigError
 GITHUB_TIMEOUT = 10.0
 # A body is held in memory and in one spool frame: 1 GiB is far past GitHub's 25 MB.
 MAX_BODY_CAP = 1 << 30
+_REPLICA = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 class IngressSettings(BaseSettings, frozen=True, kw_only=True):
@@ -28,6 +30,8 @@ class IngressSettings(BaseSettings, frozen=True, kw_only=True):
     redis_timeout: Duration = Duration(2.0)
     body_timeout: Duration = Duration(30.0)
     spool_dir: str = ".hookline/spool"
+    replica: str = ""
+    spool_adopt_interval: Duration = Duration(30.0)
 
     ENV: ClassVar[dict[str, str]] = {
         "host": "HOOKLINE_INGRESS_HOST",
@@ -41,6 +45,8 @@ class IngressSettings(BaseSettings, frozen=True, kw_only=True):
         "redis_timeout": "HOOKLINE_INGRESS_REDIS_TIMEOUT",
         "body_timeout": "HOOKLINE_INGRESS_BODY_TIMEOUT",
         "spool_dir": "HOOKLINE_INGRESS_SPOOL_DIR",
+        "replica": "HOOKLINE_INGRESS_REPLICA",
+        "spool_adopt_interval": "HOOKLINE_INGRESS_SPOOL_ADOPT_INTERVAL",
     }
 
     def __post_init__(self) -> None:
@@ -78,6 +84,13 @@ class IngressSettings(BaseSettings, frozen=True, kw_only=True):
             raise ConfigError("HOOKLINE_INGRESS_BODY_TIMEOUT", "must be above 0")
         if not self.spool_dir.strip():
             raise ConfigError("HOOKLINE_INGRESS_SPOOL_DIR", "must name a directory")
+        if self.replica and (not _REPLICA.fullmatch(self.replica) or self.replica.strip(".") == ""):
+            raise ConfigError(
+                "HOOKLINE_INGRESS_REPLICA",
+                f"{self.replica!r} is not a directory name (letters, digits, '.', '_', '-')",
+            )
+        if self.spool_adopt_interval <= 0:
+            raise ConfigError("HOOKLINE_INGRESS_SPOOL_ADOPT_INTERVAL", "must be above 0")
         for event in self.events:
             if not event.replace("_", "").isalnum() or not event.islower():
                 raise ConfigError(

@@ -109,8 +109,8 @@ def scan(f: BinaryIO) -> Scan:
 
 
 class Spool:
-    """The spool directory of one ingress process (an exclusive lock keeps a second
-    process out). Appends and the compaction after a replay are serialised by one lock;
+    """One spool directory, held by one ingress process (an exclusive lock keeps a
+    second process out). Appends and the compaction after a replay are serialised by one lock;
     blocking file work runs in a thread so the event loop keeps answering."""
 
     def __init__(self, directory: str | Path) -> None:
@@ -139,26 +139,29 @@ class Spool:
         return delivery_id in self._ids
 
     # -- open / close (blocking; called once at start and at stop) ---------------
-    def open(self) -> None:
+    def open(self, setting: str = "HOOKLINE_INGRESS_SPOOL_DIR") -> None:
         """Create and lock the directory, then load what a previous run left; a
-        directory that cannot be used is a :class:`ConfigError` naming the setting."""
+        directory that cannot be used is a :class:`ConfigError` naming ``setting``."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
+            raise ConfigError(setting, f"cannot use {self.directory}: {exc.strerror}") from None
+        if not self.try_open(setting):
             raise ConfigError(
-                "HOOKLINE_INGRESS_SPOOL_DIR", f"cannot use {self.directory}: {exc.strerror}"
-            ) from None
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-            raise ConfigError(
-                "HOOKLINE_INGRESS_SPOOL_DIR",
+                setting,
                 f"{self.directory} is in use by another ingress process: give each "
                 "process its own spool directory",
-            ) from None
+            )
+
+    def try_open(self, setting: str = "HOOKLINE_INGRESS_SPOOL_DIR") -> bool:
+        """Lock the (existing) directory and load it; False when another process holds
+        the lock or the directory went away meanwhile."""
+        try:
+            self._lock_fd = lock_directory(self.directory)
+        except OSError as exc:
+            raise ConfigError(setting, f"cannot use {self.directory}: {exc.strerror}") from None
+        if self._lock_fd is None:
+            return False
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         _fsync_dir(self.directory)  # the file's own directory entry must survive a crash
         with os.fdopen(os.dup(self._fd), "rb") as f:
@@ -170,6 +173,7 @@ class Spool:
         self._end = found.valid_end
         if self._pending:
             self.log.warning("spool_loaded", entries=self.depth, bytes=self.size)
+        return True
 
     def _set_aside(self, found: Scan) -> None:
         """Keep the bytes after the last whole frame in a side file, then cut them off,
@@ -196,6 +200,22 @@ class Spool:
             if fd is not None:
                 os.close(fd)
         self._fd = self._lock_fd = None
+
+    def remove(self, keep_directory: bool = False) -> None:
+        """Delete the spool (its entries taken elsewhere) and its lock, then the
+        directory, still holding the lock: a process that opened the lock file before it
+        went finds, once it gets the lock, that the path no longer names that file (see
+        :func:`lock_directory`)."""
+        assert self._lock_fd is not None
+        self._pending.clear()
+        self._ids.clear()
+        for path in (self.path, self.path.with_suffix(".compact"), self.directory / LOCK_NAME):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        if not keep_directory:
+            with contextlib.suppress(OSError):  # something else is in it: it stays
+                self.directory.rmdir()
+        self.close()
 
     # -- append -------------------------------------------------------------------
     async def append(self, entry: SpoolEntry) -> bool:
@@ -294,6 +314,31 @@ class Spool:
         """The waiting entries in order (blocking; for inspection and tests)."""
         for frame in list(self._pending):
             yield self._read(frame)
+
+
+def lock_directory(directory: Path) -> int | None:
+    """An fd holding the exclusive lock of ``directory``, or None when another process
+    holds it or the directory (or its lock file) was removed under us. The lock is a
+    ``flock`` on a file, so the kernel lets go of it when its process dies, even by
+    kill -9."""
+    lock_path = directory / LOCK_NAME
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # The holder may have removed the directory before letting go: the lock is
+        # only ours if the path still names the very file we locked.
+        if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
+            return fd
+    except (BlockingIOError, FileNotFoundError):
+        pass
+    except OSError:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -31,6 +31,12 @@ class JobContext:
     _payload: dict[str, Any] | None = field(default=None, repr=False)
     _log: Any = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        # A relative HOOKLINE_ARTIFACTS_DIR is relative to the worker's own working
+        # directory; made absolute here so that a command in its scratch folder and a
+        # handler see the same folder.
+        self.artifacts_root = self.artifacts_root.absolute()
+
     @property
     def payload(self) -> dict[str, Any]:
         """The GitHub payload, decoded on first use."""
@@ -40,8 +46,8 @@ class JobContext:
 
     @property
     def artifacts_dir(self) -> Path:
-        """``HOOKLINE_ARTIFACTS_DIR/<job id>``: files kept after the job (created by
-        :meth:`artifact_path`)."""
+        """``HOOKLINE_ARTIFACTS_DIR/<job id>``, an absolute path: files kept after the job
+        (created by :meth:`artifact_path`, and before a command pipeline starts)."""
         return self.artifacts_root / self.job_id
 
     @property

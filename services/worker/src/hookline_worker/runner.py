@@ -440,12 +440,14 @@ async def run_command(
     spec: JobSpec, ctx: JobContext, work_dir: Path, kill_grace: float
 ) -> RunResult:
     """Run the argv (no shell) in a new session, in a scratch folder removed afterwards.
+    Every path it is given is absolute (a relative ``work_dir`` is taken from the
+    worker's working directory, not the scratch folder) and exists before it starts.
     Cancelling this coroutine terminates the whole process group first."""
     assert spec.command is not None
-    cwd = work_dir / f"{ctx.job_id}.{ctx.attempt}"
-    payload_file = work_dir / f"{ctx.job_id}.{ctx.attempt}.payload.json"
+    cwd, payload_file = scratch_paths(work_dir, ctx)
     try:
         cwd.mkdir(parents=True, exist_ok=True)
+        ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
         payload_file.write_bytes(ctx.raw_payload)
         env = command_env(os.environ, spec, ctx)
         env["HOOKLINE_PAYLOAD_FILE"] = str(payload_file)
@@ -467,6 +469,12 @@ async def run_command(
     finally:
         await _clean(cwd, payload_file)
     return command_outcome(returncode, stdout, stderr)
+
+
+def scratch_paths(work_dir: Path, ctx: JobContext) -> tuple[Path, Path]:
+    """A command's absolute scratch folder and payload file under ``work_dir``."""
+    base = work_dir.absolute()
+    return base / f"{ctx.job_id}.{ctx.attempt}", base / f"{ctx.job_id}.{ctx.attempt}.payload.json"
 
 
 def _kill_leftovers(pgid: int) -> None:
