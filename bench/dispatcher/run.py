@@ -19,18 +19,19 @@ from pathlib import Path
 
 import msgspec
 import redis.asyncio as aioredis
-from hookline.consumer import parse_entries
 from hookline.embedded_redis import EmbeddedRedis
 from hookline.events import JobError, JobFinished, WebhookReceived, encode
 from hookline.ids import job_id_for_delivery, new_event_id
 from hookline.keys import EVENT_FIELD, GROUP_DISPATCHER, Keys
 from hookline.logs import configure_logging
 from hookline.metrics import CollectorRegistry, ConsumerMetrics
+from hookline.samples import SAMPLES
+from hookline.streams import parse_entries
 from hookline_dispatcher.configfile import parse_config
 from hookline_dispatcher.dispatcher import Dispatcher, DispatcherMetrics
-from hookline_dispatcher.loop import DispatcherConsumer
+from hookline_dispatcher.loop import DispatcherConsumer, dispatcher_consumer
 
-PAYLOAD = Path(__file__).resolve().parents[2] / "libs/hookline/src/hookline/data/push.json"
+PAYLOAD = SAMPLES / "push" / "with-new-branch.payload.json"
 CONFIG = parse_config(
     '[pipelines.p]\nhandler = "m:f"\nretries = 3\n'
     'backoff = { kind = "fixed", base = "1s" }\n'
@@ -58,16 +59,7 @@ async def bench(url: str, jobs: int) -> list[tuple[str, int, float]]:
     dispatcher = Dispatcher(
         redis, keys, CONFIG, DispatcherMetrics(registry), 86400, clock=lambda: clock[0]
     )
-    consumer = DispatcherConsumer(
-        redis,
-        keys=keys,
-        group=GROUP_DISPATCHER,
-        name="bench",
-        streams=dispatcher.streams,
-        handler=dispatcher.handle,
-        metrics=ConsumerMetrics(registry),
-    )
-    consumer.attach(dispatcher)
+    consumer = dispatcher_consumer(dispatcher, name="bench", metrics=ConsumerMetrics(registry))
     body = PAYLOAD.read_bytes()
     action = json.loads(body).get("action")
     async with redis.pipeline(transaction=False) as pipe:

@@ -37,6 +37,7 @@ import redis as redis_sync
 from hookline.embedded_redis import EmbeddedRedis, free_port
 from hookline.events import JobQueued, JobSpec, encode
 from hookline.keys import EVENT_FIELD, GROUP_WORKERS, Keys
+from hookline.samples import SAMPLES
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -388,7 +389,7 @@ async def _whole_path(url: str, args: argparse.Namespace, logs: Path, tmp: Path)
             argv += ["--concurrency", str(args.concurrency), "--batch", str(args.batch)]
         procs[name] = spawn(argv, env, logs / f"path-{name}.log")
     peaks = {name: Peak([p.pid]) for name, p in procs.items()}
-    body = (ROOT / "libs/hookline/src/hookline/data/push.json").read_bytes()
+    body = (SAMPLES / "push" / "with-new-branch.payload.json").read_bytes()
     ingress = f"http://127.0.0.1:{ports['ingress']}/webhook"
     status = f"http://127.0.0.1:{ports['status']}"
     connector = aiohttp.TCPConnector(limit=64)

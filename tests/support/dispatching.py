@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import msgspec
 import redis.asyncio as aioredis
-from hookline.consumer import parse_entries
 from hookline.events import (
     AnyEvent,
     Event,
@@ -23,10 +22,11 @@ from hookline.events import (
 from hookline.ids import job_id_for_delivery
 from hookline.keys import EVENT_FIELD, GROUP_DISPATCHER, Keys
 from hookline.metrics import CollectorRegistry, ConsumerMetrics
+from hookline.streams import parse_entries
 from hookline_dispatcher.config import RoutingConfig
 from hookline_dispatcher.configfile import parse_config
 from hookline_dispatcher.dispatcher import Dispatcher, DispatcherMetrics
-from hookline_dispatcher.loop import DispatcherConsumer
+from hookline_dispatcher.loop import DispatcherConsumer, dispatcher_consumer
 
 from support.payloads import payload
 
@@ -159,14 +159,5 @@ def make_harness(redis: aioredis.Redis, keys: Keys, config: RoutingConfig = CONF
     dispatcher = Dispatcher(
         redis, keys, config, DispatcherMetrics(registry), 86400, clock=clock, rand=lambda: 0.5
     )
-    consumer = DispatcherConsumer(
-        redis,
-        keys=keys,
-        group=GROUP_DISPATCHER,
-        name="test",
-        streams=dispatcher.streams,
-        handler=dispatcher.handle,
-        metrics=ConsumerMetrics(registry),
-    )
-    consumer.attach(dispatcher)
+    consumer = dispatcher_consumer(dispatcher, name="test", metrics=ConsumerMetrics(registry))
     return Harness(redis, keys, clock, dispatcher, consumer, registry)

@@ -17,6 +17,11 @@ def now() -> float:
     return time.time()
 
 
+def monotonic() -> float:
+    """Seconds on a clock that never goes back (for intervals, not dates)."""
+    return time.monotonic()
+
+
 def now_ms() -> int:
     """Now, in whole milliseconds since the epoch (what views and stream ids use)."""
     return int(time.time() * 1000)

@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from hookline.consumer import Acks, Entry, Op, commit
 from hookline.redis_client import Redis
+from hookline.streams import Acks, Entry, Op, commit
 
 CommitFn = Callable[[Redis, Sequence[Op], Acks], Awaitable[list[Any]]]
 

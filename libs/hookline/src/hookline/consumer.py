@@ -1,147 +1,96 @@
-"""The consumer-group loop every stream reader shares.
+"""The one consumer runtime: a consumer in a consumer group, composed from a handler and
+a batch.
 
-Read a batch with XREADGROUP, decode each entry, ask the handler what to write, then
-write it and XACK in one MULTI/EXEC, so a redelivered entry is harmless. Entries that
-cannot be decoded (or keep failing) go to the dead-letter stream; one bad entry never
-stops the loop. Entries left pending by a dead consumer are claimed after
-``claim_idle`` seconds.
+Read entries with XREADGROUP, decode each (or set it aside, see :mod:`hookline.streams`),
+ask the handler what it makes of the event, let the batch turn the results into
+writes, and commit the writes with the entries' XACK in one MULTI/EXEC, so a
+redelivered entry is harmless. Each write may carry what to do with its reply once
+committed (metrics, logs). Entries left pending by a dead consumer are claimed after
+``claim_idle`` seconds. Nothing here is subclassed: a service passes its handler, and a
+batch when it writes something other than a list of :class:`Write`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
-import msgspec
 import structlog
-from redis.exceptions import ResponseError
 
-from hookline.backoff import reconnect_delay
-from hookline.events import AnyEvent, DeadLetter, decode, encode_dead_letter
-from hookline.keys import EVENT_FIELD, Keys
+from hookline import clock
+from hookline.events import AnyEvent
+from hookline.keys import Keys
 from hookline.logs import get_logger
+from hookline.lua import Op
 from hookline.metrics import ConsumerMetrics
 from hookline.redis_client import UNAVAILABLE, Redis
+from hookline.retry import Health, retry_forever
+from hookline.streams import (
+    Acks,
+    Entry,
+    Poison,
+    claim_stale_entries,
+    commit,
+    dead_letter_op,
+    decode_entry,
+    ensure_group,
+    parse_entries,
+    read_unless_stopped,
+)
 
-# A Redis command to run inside the commit transaction, e.g. ("XADD", stream, "*", ...).
-Op = tuple[Any, ...]
-
-
-@dataclass(slots=True)
-class Entry:
-    """One stream entry as read; ``data`` is None where the entry was deleted (trimmed)."""
-
-    stream: str
-    entry_id: str
-    data: bytes | None
-    deliveries: int = 1
-
-
-Handler = Callable[[AnyEvent, Entry], Awaitable[Sequence[Op]]]
-
-
-def dead_letter_op(keys: Keys, entry: Entry, group: str, reason: str) -> Op:
-    """The write that sets an entry aside in the dead-letter stream with its reason."""
-    raw = entry.data or b""
-    letter = DeadLetter(
-        source_stream=entry.stream,
-        source_id=entry.entry_id,
-        group=group,
-        reason=reason,
-        data=raw.decode("utf-8", "backslashreplace"),
-    )
-    return ("XADD", keys.dead_letter, "*", EVENT_FIELD, encode_dead_letter(letter))
+R = TypeVar("R")
+R_contra = TypeVar("R_contra", contravariant=True)
 
 
-def parse_entries(reply: Any) -> list[Entry]:
-    """Flatten an XREADGROUP/XCLAIM reply ``[[stream, [[id, fields], ...]], ...]``."""
-    entries: list[Entry] = []
-    for stream_raw, items in reply or ():
-        stream = stream_raw.decode() if isinstance(stream_raw, bytes) else stream_raw
-        entries.extend(_entries_of(stream, items))
-    return entries
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One command of the commit transaction, and what to do with its reply once the
+    transaction is in Redis (never run when it failed)."""
+
+    op: Op
+    then: Callable[[Any], None] | None = None
 
 
-def _entries_of(stream: str, items: Any) -> list[Entry]:
-    out = []
-    for entry_id, fields in items:
-        eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        data = fields.get(EVENT_FIELD) if fields else None
-        out.append(Entry(stream, eid, data))
-    return out
+class Batch(Protocol[R_contra]):
+    """Turns what the handler made of each entry of a batch into the commit's writes."""
+
+    def add(self, entry: Entry, result: R_contra) -> None: ...
+
+    async def take(self) -> list[Write]:
+        """The writes of everything added since the last take (and forget them)."""
+        ...
+
+    def clear(self) -> None:
+        """Forget everything added (the batch failed; its entries stay pending)."""
+        ...
 
 
-async def read_unless_stopped(request: Awaitable[Any], stop: asyncio.Event) -> list[Entry]:
-    """Await a blocking XREADGROUP unless ``stop`` is set first; then the read is
-    abandoned (an empty list), and what it had delivered stays pending for this consumer."""
-    read = asyncio.ensure_future(request)
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({read, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if not read.done():
-        read.cancel()
-        await asyncio.gather(read, return_exceptions=True)
-        return []
-    return parse_entries(read.result())
+class Writes:
+    """The plain batch: each entry's writes, in order."""
+
+    def __init__(self) -> None:
+        self._writes: list[Write] = []
+
+    def add(self, entry: Entry, result: Sequence[Write]) -> None:
+        self._writes.extend(result)
+
+    async def take(self) -> list[Write]:
+        writes, self._writes = self._writes, []
+        return writes
+
+    def clear(self) -> None:
+        self._writes = []
 
 
-async def ensure_group(redis: Redis, stream: str, group: str) -> None:
-    """Create the group at the start of the stream (creating the stream too); an existing
-    group is left as it is."""
-    try:
-        await redis.xgroup_create(stream, group, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+Handler = Callable[[AnyEvent, Entry], Awaitable[R]]
+Streams = Sequence[str] | Callable[[], Awaitable[list[str]]]
 
 
-class Acks(dict[str, list[str]]):
-    """Entry ids to acknowledge, per stream, for one consumer group."""
-
-    def __init__(self, group: str) -> None:
-        super().__init__()
-        self.group = group
-
-    def add(self, entry: Entry) -> None:
-        self.setdefault(entry.stream, []).append(entry.entry_id)
-
-
-async def commit(redis: Redis, ops: Sequence[Op], acks: Acks | None = None) -> list[Any]:
-    """Apply ``ops`` and acknowledge ``acks`` atomically (MULTI/EXEC); returns the replies
-    of ``ops``."""
-    if not ops and not acks:
-        return []
-    async with redis.pipeline(transaction=True) as tx:
-        for op in ops:
-            tx.execute_command(*op)
-        for stream, ids in (acks or {}).items():
-            if ids:
-                tx.xack(stream, acks.group, *ids)  # type: ignore[union-attr]
-        replies: list[Any] = await tx.execute()
-    return replies[: len(ops)]
-
-
-@dataclass
-class ConsumerState:
-    """What ``/health`` reports about a consumer."""
-
-    redis_ok: bool = False
-    last_error: str | None = None
-    handled: int = 0
-    started_at: float = field(default_factory=time.time)
-
-
-class Consumer:
-    """A consumer in a consumer group over one or more streams.
-
-    ``streams`` is either a fixed list or an async callable returning the current list
-    (status and dispatcher follow queues that appear at run time).
-    """
+class Consumer(Generic[R]):
+    """A consumer over one or more streams. ``streams`` is a fixed list or an async
+    callable giving the current list (queues appear at run time)."""
 
     def __init__(
         self,
@@ -150,8 +99,9 @@ class Consumer:
         keys: Keys,
         group: str,
         name: str,
-        streams: Sequence[str] | Callable[[], Awaitable[list[str]]],
-        handler: Handler,
+        streams: Streams,
+        handler: Handler[R],
+        batch: Batch[R],
         metrics: ConsumerMetrics,
         count: int = 200,
         block: float = 1.0,
@@ -166,6 +116,7 @@ class Consumer:
         self.name = name
         self._streams = streams
         self.handler = handler
+        self.batch = batch
         self.metrics = metrics
         self.count = count
         self.block_ms = max(1, int(block * 1000))
@@ -173,14 +124,23 @@ class Consumer:
         self.claim_every = claim_every
         self.max_deliveries = max_deliveries
         self.on_idle = on_idle
-        self.state = ConsumerState()
+        self.state = Health(on_change=self._health_changed)
         self._known: set[str] = set()
+        self._acks = Acks(group)
+        self._set_aside: list[Write] = []
+        self._backlog = True  # after (re)connecting, our own pending entries come first
+        self._last_claim = 0.0
         self._log = get_logger(group=group, consumer=name)
 
+    def _health_changed(self, ok: bool) -> None:
+        self.metrics.redis_up.set(1 if ok else 0)
+        if not ok:
+            self._backlog = True
+            self.metrics.redis_errors.inc()
+
     async def streams(self) -> list[str]:
-        current = (
-            list(self._streams) if isinstance(self._streams, Sequence) else (await self._streams())
-        )
+        streams = self._streams
+        current = list(streams) if isinstance(streams, Sequence) else await streams()
         for stream in current:
             if stream not in self._known:
                 await ensure_group(self.redis, stream, self.group)
@@ -189,55 +149,34 @@ class Consumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; the batch in hand is always finished first."""
-        failures = 0
-        backlog = True  # after (re)connecting, our own pending entries come first
-        last_claim = 0.0
-        while not stop.is_set():
-            try:
-                streams = await self.streams()
-                if time.monotonic() - last_claim >= self.claim_every:
-                    last_claim = time.monotonic()
-                    await self.claim_stale(streams)
-                entries = await self._read(streams, backlog, stop)
-                if backlog and not entries:
-                    backlog = False
-                    continue
-                if entries:
-                    await self.process(entries)
-                elif self.on_idle is not None:
-                    await commit(self.redis, await self.on_idle())
-                failures = 0
-                self._mark_ok()
-            except UNAVAILABLE as exc:
-                failures += 1
-                backlog = True
-                self._mark_down(exc)
-                delay = reconnect_delay(failures)
-                self._log.warning("redis_unavailable", error=str(exc), retry_in=round(delay, 3))
-                await sleep_unless(stop, delay)
+        await retry_forever(
+            lambda: self.step(stop), stop=stop, what=f"consumer:{self.group}", health=self.state
+        )
 
-    def _mark_ok(self) -> None:
-        if not self.state.redis_ok:
-            self.state.redis_ok = True
-            self.state.last_error = None
-            self.metrics.redis_up.set(1)
+    async def step(self, stop: asyncio.Event) -> None:
+        """One read (after a claim of stale entries, when due) and its commit."""
+        streams = await self.streams()
+        if clock.monotonic() - self._last_claim >= self.claim_every:
+            self._last_claim = clock.monotonic()
+            await self.claim_stale(streams)
+        entries = await self._read(streams, stop)
+        if self._backlog and not entries:
+            self._backlog = False
+        elif entries:
+            await self.process(entries)
+        elif self.on_idle is not None:
+            await commit(self.redis, await self.on_idle())
 
-    def _mark_down(self, exc: BaseException) -> None:
-        self.state.redis_ok = False
-        self.state.last_error = f"{type(exc).__name__}: {exc}"
-        self.metrics.redis_up.set(0)
-        self.metrics.redis_errors.inc()
-
-    async def _read(self, streams: list[str], backlog: bool, stop: asyncio.Event) -> list[Entry]:
-        start = "0" if backlog else ">"
+    async def _read(self, streams: list[str], stop: asyncio.Event) -> list[Entry]:
+        start = "0" if self._backlog else ">"
         request = self.redis.xreadgroup(
             self.group,
             self.name,
             dict.fromkeys(streams, start),
             count=self.count,
-            block=None if backlog else self.block_ms,
+            block=None if self._backlog else self.block_ms,
         )
-        if backlog:
+        if self._backlog:
             return parse_entries(await request)
         # A blocking read is abandoned on stop: anything it had delivered stays pending
         # for us and is read first on the next start.
@@ -245,38 +184,33 @@ class Consumer:
 
     async def process(self, entries: list[Entry]) -> None:
         """Handle a batch and commit its writes with its acknowledgements."""
-        ops: list[Op] = []
-        acks = Acks(self.group)
-        for entry in entries:
-            result = await self.handle_one(entry)
-            if result is None:
-                continue
-            ops.extend(result)
-            acks.add(entry)
-        await asyncio.shield(commit(self.redis, ops, acks))
+        try:
+            for entry in entries:
+                await self.handle_one(entry)
+            await self.flush()
+        except BaseException:
+            # Nothing of a failed batch is kept: its entries stay pending and are read
+            # again (our own backlog first), so they must not be acknowledged later.
+            self._acks, self._set_aside = Acks(self.group), []
+            self.batch.clear()
+            raise
         self.state.handled += len(entries)
 
-    async def handle_one(self, entry: Entry) -> list[Op] | None:
-        """The writes for one entry, or None to leave it pending (it will be retried)."""
-        if entry.data is None:
+    async def handle_one(self, entry: Entry) -> None:
+        """Add what ``entry`` makes to the batch, set it aside, or (the handler failed)
+        leave it pending so that it is tried again."""
+        if entry.data is None:  # trimmed while pending: nothing left to do but ack
             self.metrics.entries.labels(self.group, "missing").inc()
-            return []
-        if entry.deliveries > self.max_deliveries:
-            self.metrics.entries.labels(self.group, "dead_lettered").inc()
-            reason = f"delivered {entry.deliveries} times without being acknowledged"
-            return [dead_letter_op(self.keys, entry, self.group, reason)]
-        try:
-            event = decode(entry.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self.metrics.entries.labels(self.group, "dead_lettered").inc()
-            self._log.error(
-                "entry_undecodable", stream=entry.stream, id=entry.entry_id, error=str(exc)
-            )
-            return [dead_letter_op(self.keys, entry, self.group, f"undecodable: {exc}")]
+            self._acks.add(entry)
+            return
+        event = decode_entry(entry, self.max_deliveries)
+        if isinstance(event, Poison):
+            self._set_aside_entry(entry, event)
+            return
         ids = {k: v for k in ("delivery_id", "job_id") if (v := getattr(event, k, None))}
         with structlog.contextvars.bound_contextvars(**ids):
             try:
-                ops = list(await self.handler(event, entry))
+                result = await self.handler(event, entry)
             except UNAVAILABLE:
                 raise
             except Exception as exc:  # the per-message boundary
@@ -284,10 +218,31 @@ class Consumer:
                 self._log.exception("handler_failed", stream=entry.stream, id=entry.entry_id)
                 if entry.deliveries >= self.max_deliveries:
                     reason = f"handler failed {entry.deliveries} times: {type(exc).__name__}: {exc}"
-                    return [dead_letter_op(self.keys, entry, self.group, reason)]
-                return None
+                    self._set_aside_entry(entry, Poison(reason, "handler_failed"))
+                return
         self.metrics.entries.labels(self.group, "ok").inc()
-        return ops
+        self.batch.add(entry, result)
+        self._acks.add(entry)
+
+    def _set_aside_entry(self, entry: Entry, poison: Poison) -> None:
+        self.metrics.entries.labels(self.group, "dead_lettered").inc()
+        self._log.error(
+            "entry_dead_lettered", stream=entry.stream, id=entry.entry_id, reason=poison.reason
+        )
+        self._set_aside.append(Write(dead_letter_op(self.keys, entry, self.group, poison.reason)))
+        self._acks.add(entry)
+
+    async def flush(self) -> None:
+        """Commit the writes and acknowledgements of everything handled so far (handlers
+        that must read what earlier entries of the batch wrote call this first)."""
+        writes = [*self._set_aside, *await self.batch.take()]
+        acks, self._acks, self._set_aside = self._acks, Acks(self.group), []
+        if not writes and not acks:
+            return
+        replies = await asyncio.shield(commit(self.redis, [w.op for w in writes], acks))
+        for write, reply in zip(writes, replies, strict=True):
+            if write.then is not None:
+                write.then(reply)
 
     async def claim_stale(self, streams: list[str]) -> None:
         """Take over entries idle longer than ``claim_idle`` (their consumer died or keeps
@@ -299,34 +254,3 @@ class Consumer:
             if entries:
                 self._log.info("claimed_stale_entries", stream=stream, count=len(entries))
                 await self.process(entries)
-
-
-async def claim_stale_entries(
-    redis: Redis, stream: str, group: str, consumer: str, idle_ms: int, count: int
-) -> list[Entry]:
-    """Claim up to ``count`` entries of ``stream`` idle for ``idle_ms`` or longer, each
-    with its delivery count (this claim included). XCLAIM's own idle check makes two
-    claimers racing for one entry harmless: only one gets it. Claimed ids whose entry
-    was trimmed come back with ``data`` None on Redis 6.2 (acknowledge them); Redis 7
-    drops them from the pending list itself. An id missing from the reply was claimed
-    first by another consumer and is left to it."""
-    pending = await redis.xpending_range(stream, group, min="-", max="+", count=count, idle=idle_ms)
-    if not pending:
-        return []
-    counts = {_s(p["message_id"]): int(p["times_delivered"]) for p in pending}
-    claimed = await redis.xclaim(stream, group, consumer, idle_ms, list(counts))
-    entries = _entries_of(stream, claimed)
-    for entry in entries:
-        entry.deliveries = counts.get(entry.entry_id, 1) + 1
-    return entries
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-async def sleep_unless(stop: asyncio.Event, delay: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=delay)
-    except TimeoutError:
-        return

@@ -7,21 +7,21 @@ import asyncio
 
 from aiohttp import web
 from hookline.backoff import reconnect_delay
-from hookline.consumer import Consumer, sleep_unless
-from hookline.keys import GROUP_DISPATCHER, Keys
+from hookline.keys import Keys
 from hookline.logs import get_logger
 from hookline.metrics import CollectorRegistry, ConsumerMetrics
 from hookline.redis_client import UNAVAILABLE, Redis, connect, lifespan
+from hookline.retry import sleep_unless
 from hookline.service import Service
 from hookline.web import add_ops_routes
 
 from hookline_dispatcher.config import RoutingConfig
 from hookline_dispatcher.dispatcher import Dispatcher, DispatcherMetrics
-from hookline_dispatcher.loop import DispatcherConsumer
+from hookline_dispatcher.loop import DispatcherConsumer, dispatcher_consumer
 from hookline_dispatcher.settings import DispatcherSettings
 
 REDIS: web.AppKey[Redis] = web.AppKey("redis", Redis)
-CONSUMER: web.AppKey[Consumer] = web.AppKey("consumer", Consumer)
+CONSUMER: web.AppKey[DispatcherConsumer] = web.AppKey("consumer")
 
 MOVE_BATCH = 500
 
@@ -35,17 +35,12 @@ def build(
     redis = connect(settings.redis_url, client_name="hookline-dispatcher")
     metrics = DispatcherMetrics(registry)
     dispatcher = Dispatcher(redis, keys, config or settings.routing, metrics, settings.marker_ttl)
-    consumer = DispatcherConsumer(
-        redis,
-        keys=keys,
-        group=GROUP_DISPATCHER,
+    consumer = dispatcher_consumer(
+        dispatcher,
         name=settings.consumer_name,
-        streams=dispatcher.streams,
-        handler=dispatcher.handle,
         metrics=ConsumerMetrics(registry),
         claim_idle=settings.claim_idle,
     )
-    consumer.attach(dispatcher)
     app[REDIS] = redis
     app[CONSUMER] = consumer
 

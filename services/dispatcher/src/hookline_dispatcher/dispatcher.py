@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, assert_never
 
 import msgspec
-from hookline.consumer import Entry, Op
+from hookline.consumer import Write
 from hookline.events import (
     AnyEvent,
     CommandAnswer,
@@ -38,6 +38,7 @@ from hookline.keys import EVENT_FIELD, GROUP_DISPATCHER, Keys
 from hookline.logs import get_logger
 from hookline.metrics import CollectorRegistry, Counter, Gauge
 from hookline.redis_client import Redis
+from hookline.streams import Entry, Op
 from redis.asyncio.client import Pipeline as RedisPipeline
 from redis.exceptions import WatchError
 
@@ -121,7 +122,6 @@ class Dispatcher:
         self.rand = rand
         self.log = get_logger()
         self.operator = Operator(keys)
-        self._effects: dict[int, Callable[[], None]] = {}
         # Set by the consumer: commits what its batch holds before a record is read.
         self.before_read: Callable[[], Awaitable[None]] | None = None
 
@@ -133,15 +133,15 @@ class Dispatcher:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
-    async def handle(self, event: AnyEvent, entry: Entry) -> Sequence[Op]:
+    async def handle(self, event: AnyEvent, entry: Entry) -> Sequence[Write]:
         match event:
             case WebhookReceived():
                 return self.on_webhook(event)
             case JobStarted():
                 record = self.keys.dispatcher_job(event.job_id)
-                return [("EVAL", MARK_STARTED, 1, record, event.attempt, event.worker)]
+                return [Write(("EVAL", MARK_STARTED, 1, record, event.attempt, event.worker))]
             case JobFinished() if event.outcome in ("finished", "canceled"):
-                return [self.mark_ended(event)]
+                return [Write(self.mark_ended(event))]
             case JobFinished():
                 if event.outcome == "failed":
                     await self.transact(entry, [event.job_id], self._finished(event, entry))
@@ -156,7 +156,7 @@ class Dispatcher:
 
     # -- webhooks ------------------------------------------------------------------------
 
-    def on_webhook(self, received: WebhookReceived) -> list[Op]:
+    def on_webhook(self, received: WebhookReceived) -> list[Write]:
         try:
             payload = _payload_decoder.decode(received.payload)
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -290,9 +290,9 @@ class Dispatcher:
         delayed: tuple[str, int, bytes] | None = None,
         slot: tuple[str, str, int, bytes] | None = None,
         effect: Callable[[], None] | None = None,
-    ) -> Op:
-        """The NEW_JOB script call; ``effect`` (metrics, logs) runs once it has written,
-        see :meth:`committed`."""
+    ) -> Write:
+        """The NEW_JOB script call; ``effect`` (metrics, logs) runs once it has written
+        (its reply is true: not a duplicate)."""
         keys = self.keys
         member, due, data = delayed or ("", 0, b"")
         slot_key, slot_value, slot_ttl, cancel = slot or (keys.commands, "", 0, b"")
@@ -321,20 +321,14 @@ class Dispatcher:
             len(fields) // 2,
             *fields,
         )
-        if effect is not None:
-            self._effects[id(op)] = effect
-        return op
+        if effect is None:
+            return Write(op)
 
-    def committed(self, ops: Sequence[Op], replies: Sequence[Any] | None) -> None:
-        """Run the effects of the NEW_JOB calls in ``ops`` that wrote (``replies`` None:
-        the commit failed, nothing was written)."""
-        effects, self._effects = self._effects, {}
-        if replies is None:
-            return
-        for op, reply in zip(ops, replies, strict=False):
-            effect = effects.get(id(op))
-            if effect is not None and reply:
+        def then(reply: Any) -> None:
+            if reply:
                 effect()
+
+        return Write(op, then=then)
 
     # -- job events ------------------------------------------------------------------------
 

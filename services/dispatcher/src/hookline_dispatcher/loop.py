@@ -1,46 +1,35 @@
-"""The dispatcher's consumer loop: the shared loop, with batches split where an entry
-must read what the entries before it wrote."""
+"""The dispatcher's consumer: the shared runtime with the dispatcher as its handler.
+
+Entries decided in Lua (new webhooks, starts, successful ends) are committed together
+at the end of the batch; an entry that must read a job's record first commits what the
+batch holds so far (``before_read``), so that it reads it."""
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Sequence
 
-from hookline.consumer import Acks, Consumer, Entry, Op, commit
+from hookline.consumer import Consumer, Write, Writes
+from hookline.keys import GROUP_DISPATCHER
+from hookline.metrics import ConsumerMetrics
 
 from hookline_dispatcher.dispatcher import Dispatcher
 
+DispatcherConsumer = Consumer[Sequence[Write]]
 
-class DispatcherConsumer(Consumer):
-    """The consumer loop with two changes. Entries decided in Lua (new webhooks, starts,
-    successful ends) are committed together at the end of the batch, but an entry that
-    reads a job's record first commits what the batch holds so far, so that it reads
-    it. And the dispatcher learns which new jobs a commit really wrote (metrics)."""
 
-    def attach(self, dispatcher: Dispatcher) -> None:
-        self.dispatcher = dispatcher
-        self._ops: list[Op] = []
-        self._acks = Acks(self.group)
-        dispatcher.before_read = self.flush
-
-    async def process(self, entries: list[Entry]) -> None:
-        self._ops, self._acks = [], Acks(self.group)
-        for entry in entries:
-            result = await self.handle_one(entry)
-            if result is None:
-                continue
-            self._ops.extend(result)
-            self._acks.add(entry)
-        await self.flush()
-        self.state.handled += len(entries)
-
-    async def flush(self) -> None:
-        """Commit the writes and acknowledgements held so far."""
-        ops, acks = self._ops, self._acks
-        self._ops, self._acks = [], Acks(self.group)
-        if not ops and not acks:
-            return
-        replies = None
-        try:
-            replies = await asyncio.shield(commit(self.redis, ops, acks))
-        finally:
-            self.dispatcher.committed(ops, replies)
+def dispatcher_consumer(
+    dispatcher: Dispatcher, *, name: str, metrics: ConsumerMetrics, claim_idle: float = 30.0
+) -> DispatcherConsumer:
+    consumer: DispatcherConsumer = Consumer(
+        dispatcher.redis,
+        keys=dispatcher.keys,
+        group=GROUP_DISPATCHER,
+        name=name,
+        streams=dispatcher.streams,
+        handler=dispatcher.handle,
+        batch=Writes(),
+        metrics=metrics,
+        claim_idle=claim_idle,
+    )
+    dispatcher.before_read = consumer.flush
+    return consumer

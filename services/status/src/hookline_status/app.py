@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from hookline.consumer import Acks, Consumer, Entry, Op, commit, sleep_unless
+from hookline.consumer import Consumer
 from hookline.events import AnyEvent
 from hookline.keys import GROUP_STATUS, Keys
 from hookline.logs import get_logger
@@ -23,59 +23,20 @@ from hookline.metrics import (
 )
 from hookline.queues import known_queues
 from hookline.redis_client import UNAVAILABLE, Redis, connect, lifespan
+from hookline.retry import sleep_unless
 from hookline.service import Service
+from hookline.streams import Entry
 from hookline.views import generation
 from hookline.web import json_response, use_json_errors
 
 from hookline_status.api import KEYS, REDIS, SETTINGS, add_routes, health_body
-from hookline_status.maintenance import StreamId, in_causal_order, parse_id, trim_streams
+from hookline_status.maintenance import trim_streams
 from hookline_status.metrics_lease import LEASE_ERRORS, MetricsLease
 from hookline_status.projection import ViewUpdate, project
 from hookline_status.settings import StatusSettings
-from hookline_status.store import apply_ops, sweep_expired
+from hookline_status.store import sweep_expired
 from hookline_status.system_metrics import SnapshotCollector, read_snapshot
-
-# Marks a handler's result as a view update; the batch turns them into batched Lua calls.
-UPDATE = "view-update"
-
-
-class ProjectionConsumer(Consumer):
-    """The consumer loop, applying each batch's view updates in stream-id order with as
-    few Lua calls as possible, to the generation current when the batch was read."""
-
-    def __init__(self, *args: object, applied: Counter, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.applied = applied
-
-    async def process(self, entries: list[Entry]) -> None:
-        current = await self._generation()
-        ops: list[Op] = []
-        updates: list[tuple[StreamId, ViewUpdate]] = []
-        acks = Acks(self.group)
-        for entry in entries:
-            result = await self.handle_one(entry)
-            if result is None:
-                continue
-            for op in result:
-                if op and op[0] == UPDATE:
-                    updates.append((parse_id(entry.entry_id), op[1]))
-                else:
-                    ops.append(op)
-            acks.add(entry)
-        ops.extend(apply_ops(self.keys, current, in_causal_order(updates)))
-        await asyncio.shield(commit(self.redis, ops, acks))
-        self.applied.inc(len(updates))
-        self.state.handled += len(entries)
-
-    async def _generation(self) -> int:
-        """The current generation, once no rebuild is catching it up."""
-        while True:
-            current, switching = await self.redis.mget(
-                self.keys.views_generation, self.keys.views_switching
-            )
-            if not switching:
-                return int(current) if current else 0
-            await asyncio.sleep(0.02)
+from hookline_status.view_batch import ViewBatch
 
 
 async def upkeep(redis: Redis, keys: Keys, settings: StatusSettings, stop: asyncio.Event) -> None:
@@ -140,14 +101,13 @@ def build(settings: StatusSettings) -> Service[StatusSettings]:
     app[REDIS] = redis
     app[KEYS] = keys
 
-    async def handle(event: AnyEvent, entry: Entry) -> Sequence[Op]:
-        update = project(event)
-        return [] if update is None else [(UPDATE, update)]
+    async def handle(event: AnyEvent, entry: Entry) -> ViewUpdate | None:
+        return project(event)
 
     async def streams() -> list[str]:
         return keys.all_streams(await known_queues(redis, keys))
 
-    consumer = ProjectionConsumer(
+    consumer: Consumer[ViewUpdate | None] = Consumer(
         redis,
         keys=keys,
         group=GROUP_STATUS,
@@ -156,7 +116,7 @@ def build(settings: StatusSettings) -> Service[StatusSettings]:
         handler=handle,
         metrics=consumer_metrics,
         count=200,  # per stream: bounds how long one commit holds Redis (reads wait)
-        applied=applied,
+        batch=ViewBatch(redis, keys, applied),
     )
 
     async def run(stop: asyncio.Event) -> None:

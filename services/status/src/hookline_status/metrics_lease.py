@@ -11,9 +11,9 @@ import math
 import time
 from collections.abc import Callable
 
-from hookline.consumer import sleep_unless
 from hookline.logs import get_logger
 from hookline.redis_client import UNAVAILABLE, Redis
+from hookline.retry import sleep_unless
 from redis.exceptions import RedisError
 
 # Take the lease when nobody holds it, or extend it when we do. 1 when we hold it now.

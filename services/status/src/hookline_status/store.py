@@ -14,10 +14,10 @@ from typing import Any
 
 import msgspec
 from hookline import clock
-from hookline.consumer import Op
 from hookline.keys import Keys, ViewKeys
 from hookline.metrics import DURATION_BUCKETS
 from hookline.redis_client import Redis
+from hookline.streams import Op
 from hookline.views import DIMENSIONS
 
 from hookline_status.projection import FINAL_STATUSES, TRANSITIONS, Model, ViewUpdate

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from hookline.consumer import Entry
 from hookline.redis_client import Redis
+from hookline.streams import Entry
 
 from hookline_worker.rawredis import Script
 

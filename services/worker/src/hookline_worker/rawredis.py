@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import hiredis
-from hookline.consumer import Acks, Op
 from hookline.redis_client import Redis
+from hookline.streams import Acks, Op
 from redis.exceptions import NoScriptError, ResponseError
 
 _pack = hiredis.pack_command

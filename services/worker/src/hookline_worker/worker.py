@@ -24,7 +24,13 @@ import msgspec
 from hookline.backoff import reconnect_delay
 from hookline.clock import utcnow
 from hookline.committer import Committer
-from hookline.consumer import (
+from hookline.errors import PipelineError
+from hookline.events import JobError, JobFinished, JobQueued, JobStarted, decode, encode
+from hookline.keys import EVENT_FIELD, GROUP_WORKERS, Keys
+from hookline.logs import get_logger
+from hookline.records import CurrentJob, WorkerHeartbeat, to_hash
+from hookline.redis_client import UNAVAILABLE, Redis
+from hookline.streams import (
     Entry,
     Op,
     claim_stale_entries,
@@ -33,12 +39,6 @@ from hookline.consumer import (
     parse_entries,
     read_unless_stopped,
 )
-from hookline.errors import PipelineError
-from hookline.events import JobError, JobFinished, JobQueued, JobStarted, decode, encode
-from hookline.keys import EVENT_FIELD, GROUP_WORKERS, Keys
-from hookline.logs import get_logger
-from hookline.records import CurrentJob, WorkerHeartbeat, to_hash
-from hookline.redis_client import UNAVAILABLE, Redis
 from redis.exceptions import ResponseError
 
 from hookline_worker import decisions, rawredis

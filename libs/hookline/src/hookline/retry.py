@@ -1,0 +1,74 @@
+"""The one reconnect loop: run a step until stopped, backing off with jitter while Redis
+is away, and tell a health record how it went."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from hookline import clock
+from hookline.backoff import reconnect_delay
+from hookline.logs import get_logger
+from hookline.redis_client import UNAVAILABLE
+
+
+@dataclass
+class Health:
+    """What ``/health`` reports about a loop that talks to Redis."""
+
+    redis_ok: bool = False
+    last_error: str | None = None
+    handled: int = 0
+    started_at: float = field(default_factory=clock.now)
+    on_change: Callable[[bool], None] | None = None
+
+    def up(self) -> None:
+        if not self.redis_ok:
+            self.redis_ok, self.last_error = True, None
+            if self.on_change is not None:
+                self.on_change(True)
+
+    def down(self, exc: BaseException) -> None:
+        self.redis_ok = False
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if self.on_change is not None:
+            self.on_change(False)
+
+
+async def sleep_unless(stop: asyncio.Event, delay: float) -> None:
+    """Sleep ``delay`` seconds, or less if ``stop`` is set meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=delay)
+    except TimeoutError:
+        return
+
+
+async def retry_forever(
+    step: Callable[[], Awaitable[float | None]],
+    *,
+    stop: asyncio.Event,
+    what: str,
+    health: Health | None = None,
+) -> None:
+    """Call ``step`` until ``stop`` is set. ``step`` returns how long to wait before the
+    next call (None: call again at once). While Redis is unreachable, wait with capped,
+    jittered exponential backoff, log it once per failure, and mark ``health`` down."""
+    log = get_logger(loop=what)
+    failures = 0
+    while not stop.is_set():
+        try:
+            pause = await step()
+        except UNAVAILABLE as exc:
+            failures += 1
+            if health is not None:
+                health.down(exc)
+            delay = reconnect_delay(failures)
+            log.warning("redis_unavailable", error=str(exc), retry_in=round(delay, 3))
+            await sleep_unless(stop, delay)
+            continue
+        failures = 0
+        if health is not None:
+            health.up()
+        if pause:
+            await sleep_unless(stop, pause)
