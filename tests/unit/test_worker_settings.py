@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 import pytest
-from hookline.cli.services import add_worker_arguments
 from hookline.errors import ConfigError
 from hookline_worker.__main__ import flags_of, run
+from hookline_worker.cli import add_worker_arguments
 from hookline_worker.settings import load
 
 BASE = {"REDIS_URL": "redis://127.0.0.1:1/0"}

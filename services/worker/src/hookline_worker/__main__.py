@@ -8,10 +8,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hookline.cli.services import add_worker_arguments
 from hookline.service import run_service
 
 from hookline_worker.app import build
+from hookline_worker.cli import add_worker_arguments
 from hookline_worker.settings import WorkerSettings, load
 
 

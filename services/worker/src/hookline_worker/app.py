@@ -62,7 +62,7 @@ def name_check(settings: WorkerSettings) -> Callable[[], Coroutine[Any, Any, Non
             age = await live_heartbeat_age(
                 redis, Keys(settings.prefix), name, settings.worker_ttl, clock.now()
             )
-        except UNAVAILABLE as exc:
+        except (*UNAVAILABLE, ResponseError) as exc:  # unreachable, or not allowed by an ACL
             get_logger().warning("worker_name_not_checked", name=name, error=str(exc))
             return
         finally:

@@ -1,8 +1,5 @@
-"""The ``hookline`` command: every service, ``up``, and the operator tools.
-
-Each area registers its subcommands from its own module; services are imported only
-when their subcommand runs, so the library never depends on a service being installed.
-"""
+"""The ``hookline`` command: ``up``, the operator tools, and whatever subcommands the
+installed services register (:mod:`hookline.cli.plugins`); the library imports none."""
 
 from __future__ import annotations
 
@@ -13,11 +10,12 @@ from collections.abc import Iterator, Sequence
 from importlib import metadata
 from typing import Any
 
+from hookline.cli.plugins import register_plugins
 from hookline.errors import ConfigError
 from hookline.service import EXIT_CONFIG
 
 # Modules under hookline.cli with a ``register(subparsers)`` function, in help order.
-AREAS = ("services", "webhook", "config", "commands", "views")
+AREAS = ("up", "webhook", "commands", "views")
 # The distributions `--version` always reports; any other installed `hookline-*` too.
 PACKAGES = (
     "hookline",
@@ -66,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for area in AREAS:
         importlib.import_module(f"hookline.cli.{area}").register(sub)
+    register_plugins(sub)
     return parser
 
 

@@ -1,15 +1,19 @@
-"""``hookline config check [FILE]``: validate ``hookline.toml`` without starting anything."""
+"""``hookline dispatcher`` and ``hookline config check [FILE]``, registered through the
+``hookline.cli`` entry point."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
+from hookline.cli.plugins import Subcommands
 from hookline.errors import ConfigError
 from hookline.service import fail
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
+    dispatcher = sub.add_parser("dispatcher", help="run the dispatcher service")
+    dispatcher.set_defaults(func=cmd_dispatcher)
     config = sub.add_parser("config", help="check hookline.toml")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
     check = config_sub.add_parser(
@@ -19,6 +23,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "file", nargs="?", help="the file (default: HOOKLINE_CONFIG, else ./hookline.toml)"
     )
     check.set_defaults(func=cmd_check)
+
+
+def cmd_dispatcher(_: argparse.Namespace) -> int:
+    from hookline_dispatcher.__main__ import main
+
+    return main()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
