@@ -12,6 +12,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hookline.logs import get_logger
+from hookline.lua import load_on_connect
 
 # Errors that mean "Redis is not reachable right now": back off and try again.
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -41,6 +42,9 @@ def connect(url: str, *, client_name: str, socket_timeout: float | None = None) 
         socket_timeout=socket_timeout,
         socket_keepalive=True,
         health_check_interval=15,
+        # Every Lua script is loaded as a connection is made, so EVALSHA inside a
+        # transaction never meets an empty script cache (a restarted Redis).
+        redis_connect_func=load_on_connect,
     )
     return client
 
