@@ -14,13 +14,5 @@ class ConfigError(HooklineError):
         self.problem = problem
 
 
-class InvalidEvent(HooklineError):
-    """A stream entry that cannot be decoded into a known event."""
-
-
-class RetryLater(HooklineError):
-    """A transient condition (usually Redis); the work should be tried again."""
-
-
 class PipelineError(HooklineError):
     """A pipeline could not be resolved or run."""

@@ -6,9 +6,6 @@ from typing import Any
 
 from hookline.events import Meta
 
-ZERO_SHA = "0" * 40
-
-
 def extract_meta(event: str, payload: dict[str, Any], *, delivery_id: str, job_id: str) -> Meta:
     """The placeholders a pipeline may use (``{repository}``, ``{sha}``, ...), from any event.
 

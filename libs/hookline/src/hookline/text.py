@@ -12,7 +12,3 @@ def text(value: Any) -> str:
         return value.decode("utf-8", "replace")
     return str(value)
 
-
-def text_or_none(value: Any) -> str | None:
-    """``value`` as text, None staying None."""
-    return None if value is None else text(value)
