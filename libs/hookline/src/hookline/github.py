@@ -6,6 +6,7 @@ from typing import Any
 
 from hookline.events import Meta
 
+
 def extract_meta(event: str, payload: dict[str, Any], *, delivery_id: str, job_id: str) -> Meta:
     """The placeholders a pipeline may use (``{repository}``, ``{sha}``, ...), from any event.
 
