@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 from hookline.embedded_redis import free_port
 from support.payloads import payload, signed_headers
-from support.processes import http_json
+from support.processes import http_json, terminate
 from support.redis_server import RedisServer
 from support.system import System
 from support.waiting import wait_until
@@ -285,8 +287,9 @@ def hookline_cli(
 
 
 def test_operator_commands_read_the_redis_of_up_beside_them(tmp_path: Path, prefix: str) -> None:
-    """No REDIS_URL anywhere: up's embedded Redis is on its own port, and the CLI in the
-    same folder finds it through .hookline/redis.url."""
+    """No REDIS_URL and no HOOKLINE_PREFIX in the CLI's environment: up's embedded Redis
+    is on its own port under a prefix of its own, and the CLI in the same folder finds
+    both through .hookline/up.json; so do `status --rebuild` and a worker run by hand."""
     redis_port = free_port()
     up_env = {
         "HOOKLINE_REDIS_PORT": str(redis_port),
@@ -294,22 +297,44 @@ def test_operator_commands_read_the_redis_of_up_beside_them(tmp_path: Path, pref
         "GITHUB_WEBHOOK_SECRET": SECRET,
     }
     system = System(tmp_path, up_env, workers=1)
-    record = tmp_path / ".hookline" / "redis.url"
-    cli_env = {k: v for k, v in system.env.items() if k != "REDIS_URL"}
+    record = tmp_path / ".hookline" / "up.json"
+    cli_env = {k: v for k, v in system.env.items() if k not in ("REDIS_URL", "HOOKLINE_PREFIX")}
     url = f"redis://127.0.0.1:{redis_port}/0"
+    source = f"redis {url} prefix {prefix} (from .hookline/up.json)"
     system.start()
+    by_hand: subprocess.Popen[bytes] | None = None
     try:
-        assert record.read_text() == url + "\n"
+        written = json.loads(record.read_text())
+        assert written["redis_url"] == url
+        assert written["prefix"] == prefix
         assert oct(record.stat().st_mode & 0o777) == "0o600"
-        assert "recorded in .hookline/redis.url" in system.logs()
+        assert "recorded in .hookline/up.json" in system.logs()
 
         info = hookline_cli(tmp_path, cli_env, "info")
         assert info.returncode == 0, info.stderr
-        assert info.stdout.splitlines()[0] == f"redis {url} (from .hookline/redis.url)"
+        assert info.stdout.splitlines()[0] == source
         data = json.loads(hookline_cli(tmp_path, cli_env, "info", "--json").stdout)
         assert len([w for w in data["workers"] if w["state"] != "dead"]) == 1
         cancel = hookline_cli(tmp_path, cli_env, "cancel", "no-such-job")
-        assert cancel.stdout.splitlines()[0] == f"redis {url} (from .hookline/redis.url)"
+        assert cancel.stdout.splitlines()[0] == source
+        rebuilt = hookline_cli(tmp_path, cli_env, "status", "--rebuild")
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        assert rebuilt.stdout.splitlines()[0] == source
+
+        # A worker started by hand here joins this system (its Redis, its prefix).
+        by_hand = subprocess.Popen(
+            [sys.executable, "-m", "hookline.cli", "worker", "--name", "by-hand", "--port", "0"],
+            cwd=tmp_path,
+            env=cli_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def joined() -> bool:
+            out = hookline_cli(tmp_path, cli_env, "info", "--json").stdout
+            return any(w["name"] == "by-hand" for w in json.loads(out)["workers"])
+
+        wait_until(joined, timeout=20, what="the worker run by hand to join up's system")
 
         # REDIS_URL, when set, wins over the record.
         elsewhere = "redis://op:hunter2@127.0.0.1:1/0"
@@ -318,6 +343,7 @@ def test_operator_commands_read_the_redis_of_up_beside_them(tmp_path: Path, pref
         assert "redis://op:***@127.0.0.1:1/0 (from REDIS_URL)" in down.stderr
         assert "hunter2" not in down.stdout + down.stderr
     finally:
+        terminate(by_hand, 15)
         assert system.stop() == 0
     assert not record.exists()
     gone = hookline_cli(tmp_path, cli_env, "info")
@@ -325,15 +351,92 @@ def test_operator_commands_read_the_redis_of_up_beside_them(tmp_path: Path, pref
     assert "no hookline up here" in gone.stdout + gone.stderr
 
 
+def test_a_second_up_in_the_same_folder_is_refused(tmp_path: Path, prefix: str) -> None:
+    """Two ups on one .hookline/ would share its Redis data and fight over its record."""
+    first = System(tmp_path, {"HOOKLINE_REDIS_PORT": str(free_port()), "HOOKLINE_PREFIX": prefix})
+    first.start()
+    try:
+        before = (tmp_path / ".hookline" / "up.json").read_text()
+        second = System(tmp_path, {"HOOKLINE_REDIS_PORT": str(free_port())}, workers=1)
+        second.log_path = tmp_path / "second.log"
+        with second.log_path.open("wb") as log:
+            code = subprocess.run(
+                [sys.executable, "-m", "hookline.cli", "up", "--workers", "1"],
+                cwd=tmp_path,
+                env=second.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=30,
+                check=False,
+            ).returncode
+        assert code == 2
+        said = second.logs().strip().splitlines()
+        assert len(said) == 1
+        assert "another hookline up" in said[0]
+        assert f"pid {first.process.pid}" in said[0]  # type: ignore[union-attr]
+        assert (tmp_path / ".hookline" / "up.json").read_text() == before
+        info = hookline_cli(
+            tmp_path, {k: v for k, v in first.env.items() if k != "REDIS_URL"}, "info"
+        )
+        assert info.returncode == 0, info.stderr
+    finally:
+        assert first.stop() == 0
+
+
+def test_kill_9_of_up_takes_its_embedded_redis_with_it(tmp_path: Path) -> None:
+    port = free_port()
+    system = System(tmp_path, {"HOOKLINE_REDIS_PORT": str(port)}, workers=1)
+    system.start()
+    assert system.process is not None
+    system.process.kill()
+    system.process.wait()
+
+    def redis_gone() -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) != 0
+
+    wait_until(redis_gone, timeout=15, what="the embedded Redis to end with its up")
+
+
 def test_a_record_left_by_an_up_that_is_gone_is_not_used(tmp_path: Path) -> None:
-    """A redis.url nobody holds (its up was killed) is stale: never read, and said so."""
+    """A record nobody holds (its up was killed) is stale: never read, and said so."""
     home = tmp_path / ".hookline"
     home.mkdir()
-    (home / "redis.url").write_text("redis://127.0.0.1:1/0\n")
+    record = home / "up.json"
+    record.write_text('{"redis_url": "redis://127.0.0.1:1/0", "prefix": "x", "pid": 1}\n')
+    record.chmod(0o600)
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     done = hookline_cli(tmp_path, env, "info")
     assert "127.0.0.1:1/" not in done.stdout + done.stderr
-    assert ".hookline/redis.url is stale" in done.stdout + done.stderr
+    assert ".hookline/up.json is stale" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "said"),
+    [
+        (b"\x00\xff garbage", 0o600, "not a record hookline up wrote"),
+        (b'{"redis_url": "redis://:pw@127.0.0.1:1/0", "prefix": "x", "pid": 1}', 0o666, "0600"),
+    ],
+    ids=["garbage", "world-readable"],
+)
+def test_a_hostile_record_is_refused_in_one_line(
+    tmp_path: Path, content: bytes, mode: int, said: str
+) -> None:
+    """Held (as by a live up) but not what up writes: one line naming the file, exit 2."""
+    home = tmp_path / ".hookline"
+    home.mkdir()
+    record = home / "up.json"
+    record.write_bytes(content)
+    record.chmod(mode)
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    with record.open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        done = hookline_cli(tmp_path, env, "info")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert ".hookline/up.json" in done.stderr
+    assert said in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 LONG_CONFIG = """

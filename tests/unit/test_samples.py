@@ -32,5 +32,7 @@ def test_an_unknown_event_or_action_names_what_there_is() -> None:
         sample_path("no_such_event")
     with pytest.raises(NoSample, match=r"there are: .*opened"):
         sample_path("pull_request", "exploded")
+    with pytest.raises(NoSample, match="with action 'x'"):
+        sample_path("push", "x")  # not silently the default push
     with pytest.raises(NoSample):
         sample_path("../../etc")

@@ -17,6 +17,7 @@ import msgspec
 from hookline.durations import Duration, parse_duration
 from hookline.errors import ConfigError
 from hookline.keys import DEFAULT_PREFIX, check_name
+from hookline.redis_client import redis_url_problem
 
 T = TypeVar("T", bound="BaseSettings")
 
@@ -43,8 +44,9 @@ class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
             check_name("key prefix", self.prefix)
         except ValueError as exc:
             raise ConfigError("HOOKLINE_PREFIX", str(exc)) from None
-        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError("REDIS_URL", "must start with redis://, rediss:// or unix://")
+        problem = redis_url_problem(self.redis_url)
+        if problem is not None:
+            raise ConfigError("REDIS_URL", problem)
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError("HOOKLINE_LOG_LEVEL", "must be debug, info, warning or error")
         if self.log_format not in {"auto", "json", "console"}:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from hookline.errors import HooklineError
+from hookline.parent_death import die_with_parent
 
 
 class RedisNotFound(HooklineError):
@@ -132,6 +133,7 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            preexec_fn=die_with_parent,  # never outlive hookline up (or a test session)
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -32,13 +32,14 @@ def sample_path(event: str, action: str | None = None) -> Path:
     if "/" in event or event.startswith(".") or not folder.is_dir():
         raise NoSample(f"no sample payload for event {event!r}; there are: {', '.join(events())}")
     names = sorted(p.name for p in folder.glob("*.payload.json"))
-    wanted = action or DEFAULT_SAMPLES.get(event)
-    for name in (f"{wanted}.payload.json" if wanted else "", "payload.json"):
-        if name and (folder / name).is_file():
-            return folder / name
     if action is not None:
+        if "/" not in action and (folder / f"{action}.payload.json").is_file():
+            return folder / f"{action}.payload.json"
         actions = sorted({n.split(".")[0] for n in names})
         raise NoSample(f"no {event} sample with action {action!r}; there are: {', '.join(actions)}")
+    for name in (f"{DEFAULT_SAMPLES.get(event)}.payload.json", "payload.json"):
+        if (folder / name).is_file():
+            return folder / name
     return folder / names[0]
 
 

@@ -23,6 +23,7 @@ from hookline.config import BaseSettings
 from hookline.errors import ConfigError
 from hookline.logs import configure_logging, get_logger
 from hookline.redact import redact_url
+from hookline.redis_target import HOME, resolve
 from hookline.web import bind_socket
 
 S = TypeVar("S", bound=BaseSettings)
@@ -59,14 +60,22 @@ def run_service(
     """Load settings, bind the port, then serve until stopped; 2 on bad config.
 
     ``any_port_if_taken``: the port is only a default (nobody asked for it), so when it
-    cannot be bound a free one is taken instead, and logged."""
+    cannot be bound a free one is taken instead, and logged. Without ``REDIS_URL``, a
+    service started by hand beside a running ``hookline up`` joins that system (its
+    Redis and key prefix), as the operator commands do."""
+    environ = os.environ if env is None else env
     try:
-        settings = load(os.environ if env is None else env)
+        target = resolve(environ, HOME)
+        if target.prefix is not None:
+            environ = target.apply(environ)
+        settings = load(environ)
         host, port, setting = listen(settings)
         sock, refused = _bind(host, port, setting, any_port_if_taken) if port else (None, None)
     except ConfigError as exc:
         return fail(str(exc))
     configure_logging(name, settings.log_level, settings.log_format)
+    if target.prefix is not None:
+        get_logger().info("joined_hookline_up", redis=str(target))
     if sock is not None and refused is not None:
         get_logger().warning(
             "default_port_taken",

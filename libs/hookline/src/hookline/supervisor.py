@@ -2,7 +2,7 @@
 
 Starts Redis (``REDIS_URL`` if given, else an embedded redis-server with AOF under
 ``.hookline/redis``), then ingress, dispatcher, status and N workers; prints the URLs
-and one ready line; records its Redis in ``.hookline/redis.url`` for the operator
+and one ready line; records its Redis in ``.hookline/up.json`` for the operator
 commands; restarts a service that dies. The first SIGINT/SIGTERM stops everything and
 lets running jobs finish; a second one stops running jobs at once (the workers hand them
 back); a third kills every service's process group.
@@ -11,7 +11,6 @@ back); a third kills every service's process group.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import secrets
 import signal
@@ -27,8 +26,10 @@ from pathlib import Path
 from hookline.durations import parse_duration
 from hookline.embedded_redis import EmbeddedRedis, RedisNotFound
 from hookline.errors import ConfigError, HooklineError
+from hookline.keys import DEFAULT_PREFIX
+from hookline.parent_death import die_with_parent
 from hookline.redact import redact_url
-from hookline.redis_target import UrlRecord
+from hookline.redis_target import UpClaim
 from hookline.web import bind_socket
 
 READY_TIMEOUT = 60.0
@@ -49,15 +50,6 @@ class Child:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started: float = field(default_factory=time.monotonic)
-
-
-def _die_with_parent() -> None:
-    """Children get SIGTERM if ``hookline up`` itself dies (no orphans, even on kill -9)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:  # pragma: no cover - not Linux
-        pass
 
 
 def load_or_create_secret(env: Mapping[str, str], home: Path) -> tuple[str, str]:
@@ -120,7 +112,7 @@ class Supervisor:
         self.worker_concurrency = worker_concurrency
         self.redis: EmbeddedRedis | None = None
         self.children: list[Child] = []
-        self.record = UrlRecord(home)
+        self.record = UpClaim(home)
         self.signals = 0
         self.job_deadline = 0.0
 
@@ -219,7 +211,7 @@ class Supervisor:
             env=child.env,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         child.started = time.monotonic()
 
@@ -228,6 +220,13 @@ class Supervisor:
         return self.signals > 0
 
     def run(self) -> int:
+        self.record.claim()  # before anything: a second up here is refused, not started
+        try:
+            return self._run()
+        finally:
+            self.record.remove()
+
+    def _run(self) -> int:
         self.plan()
         secret, secret_origin = load_or_create_secret(self.env, self.home)
         self.env["GITHUB_WEBHOOK_SECRET"] = secret
@@ -243,7 +242,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         try:
-            self.record.write(redis_url)
+            self.record.write(redis_url, self.env.get("HOOKLINE_PREFIX") or DEFAULT_PREFIX)
             for child in self.children:
                 self.spawn(child)
             self._wait_ready()
@@ -339,7 +338,6 @@ class Supervisor:
                 child.process.wait()
         if self.redis is not None:
             self.redis.stop()
-        self.record.remove()
         print("hookline stopped", flush=True)
 
     @staticmethod

@@ -9,10 +9,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+from hookline.cli.common import header, unreachable
 from hookline.errors import ConfigError
 from hookline.keys import Keys
-from hookline.redact import redact_text, redact_url
 from hookline.redis_client import UNAVAILABLE, connect
+from hookline.redis_target import HOME, RedisTarget, resolve
 from hookline.service import fail, run_service
 
 from hookline_status.app import build
@@ -24,7 +25,7 @@ def _listen(settings: StatusSettings) -> tuple[str, int, str]:
     return settings.host, settings.port, "HOOKLINE_STATUS_PORT"
 
 
-async def _rebuild(settings: StatusSettings) -> int:
+async def _rebuild(settings: StatusSettings, target: RedisTarget) -> int:
     redis = connect(settings.redis_url, client_name="hookline-status-rebuild")
     try:
         report = await rebuild(redis, Keys(settings.prefix))
@@ -32,12 +33,7 @@ async def _rebuild(settings: StatusSettings) -> int:
         print(f"hookline: error: {exc}", file=sys.stderr)
         return 1
     except UNAVAILABLE as exc:
-        print(
-            f"hookline: error: cannot reach Redis at {redact_url(settings.redis_url)}: "
-            f"{redact_text(str(exc), settings.redis_url)}",
-            file=sys.stderr,
-        )
-        return 1
+        return unreachable(target, exc)
     finally:
         await redis.aclose()
     print(
@@ -49,11 +45,14 @@ async def _rebuild(settings: StatusSettings) -> int:
 
 
 def rebuild_main() -> int:
+    """Rebuild the views of ``REDIS_URL``, else of the ``hookline up`` in this folder."""
     try:
-        settings = load(os.environ)
+        target = resolve(os.environ, HOME)
+        settings = load(target.apply(os.environ))
     except ConfigError as exc:
         return fail(str(exc))
-    return asyncio.run(_rebuild(settings))
+    print(header(target), flush=True)
+    return asyncio.run(_rebuild(settings, target))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

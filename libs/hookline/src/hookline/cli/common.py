@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from hookline.redact import redact_text
-from hookline.redis_target import RedisTarget, resolve
+from hookline.redis_target import HOME, RedisTarget, resolve
 
-# Where `hookline up` keeps its state (embedded Redis data, generated secret, artifacts).
-HOME = Path(".hookline")
+__all__ = ["HOME", "header", "redis_target", "settings_env", "unreachable"]
 
 
 def redis_target() -> RedisTarget:
@@ -20,7 +18,7 @@ def redis_target() -> RedisTarget:
 
 def settings_env(target: RedisTarget) -> dict[str, str]:
     """The environment settings are loaded from, with the chosen Redis in it."""
-    return {**os.environ, "REDIS_URL": target.url}
+    return target.apply(os.environ)
 
 
 def header(target: RedisTarget) -> str:
@@ -28,7 +26,10 @@ def header(target: RedisTarget) -> str:
 
 
 def unreachable(target: RedisTarget, exc: BaseException) -> int:
-    """One line naming the Redis (password masked) and the reason; exit status 1."""
+    """One line naming the Redis (password masked) and the reason; exit status 1. A
+    closed stdout (``| head``) is not Redis's fault: it goes on to :func:`main`."""
+    if isinstance(exc, BrokenPipeError):
+        raise exc
     reason = redact_text(str(exc), target.url)
     print(f"hookline: error: cannot reach Redis at {target}: {reason}", file=sys.stderr)
     return 1
