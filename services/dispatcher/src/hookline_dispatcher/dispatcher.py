@@ -37,6 +37,7 @@ from hookline.logs import get_logger
 from hookline.metrics import CollectorRegistry, Counter, Gauge
 from hookline.redis_client import Redis
 from hookline.streams import Entry, Op
+from hookline.text import text
 from redis.asyncio.client import Pipeline as RedisPipeline
 from redis.exceptions import WatchError
 
@@ -293,8 +294,8 @@ class Dispatcher:
             field=EVENT_FIELD,
         )
         for stream, pipeline in zip(moved[::2], moved[1::2], strict=True):
-            queue = self.keys.queue_of_stream(stream.decode()) or ""
-            self.metrics.dispatched.labels(pipeline.decode(), queue).inc()
+            queue = self.keys.queue_of_stream(text(stream)) or ""
+            self.metrics.dispatched.labels(text(pipeline), queue).inc()
         if moved:
             self.log.info("due_jobs_queued", count=len(moved) // 2)
         return len(moved) // 2
