@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from hookline.keys import Keys
+from hookline.lua import load_on_connect
 from support.processes import ServiceProcess
 from support.redis_server import RedisServer, start_redis
 
@@ -63,7 +64,10 @@ def keys(prefix: str) -> Keys:
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url, decode_responses=False)
+    # Loads the Lua scripts on every connection, as hookline.redis_client.connect does.
+    client = aioredis.Redis.from_url(
+        redis_url, decode_responses=False, redis_connect_func=load_on_connect
+    )
     yield client
     await client.aclose()
 

@@ -25,6 +25,7 @@ from hookline.ids import job_id_for_delivery, new_event_id
 from hookline.keys import EVENT_FIELD, GROUP_DISPATCHER, Keys
 from hookline.logs import configure_logging
 from hookline.metrics import CollectorRegistry, ConsumerMetrics
+from hookline.redis_client import connect
 from hookline.samples import SAMPLES
 from hookline.streams import parse_entries
 from hookline_dispatcher.configfile import parse_config
@@ -52,7 +53,7 @@ async def drain(redis: aioredis.Redis, consumer: DispatcherConsumer, count: int)
 
 
 async def bench(url: str, jobs: int) -> list[tuple[str, int, float]]:
-    redis = aioredis.Redis.from_url(url)
+    redis = connect(url, client_name="bench-dispatcher")  # loads the Lua scripts
     keys = Keys(f"bench{new_event_id()[:8]}")
     registry = CollectorRegistry()
     clock = [time.time()]

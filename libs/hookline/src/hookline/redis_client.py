@@ -1,4 +1,4 @@
-"""Redis connections and the few Lua scripts that make a check and a write one step."""
+"""Redis connections: one way to connect, the errors that mean "unreachable", the eviction check."""
 
 from __future__ import annotations
 
@@ -21,18 +21,6 @@ from hookline.lua import load_on_connect
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 Redis = aioredis.Redis
-
-# Append to a stream at most once per marker key. Returns {1, entry id} when it
-# appended, {0, marker value} when the marker existed (a duplicate).
-#   KEYS[1] marker  KEYS[2] stream
-#   ARGV[1] marker value  ARGV[2] marker ttl (ms)  ARGV[3] field  ARGV[4] data
-XADD_ONCE = """
-local existing = redis.call('GET', KEYS[1])
-if existing then return {0, existing} end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-local id = redis.call('XADD', KEYS[2], '*', ARGV[3], ARGV[4])
-return {1, id}
-"""
 
 
 def connect(url: str, *, client_name: str, socket_timeout: float | None = None) -> Redis:

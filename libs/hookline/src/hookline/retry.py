@@ -50,16 +50,18 @@ async def retry_forever(
     stop: asyncio.Event,
     what: str,
     health: Health | None = None,
+    errors: tuple[type[BaseException], ...] = UNAVAILABLE,
 ) -> None:
     """Call ``step`` until ``stop`` is set. ``step`` returns how long to wait before the
-    next call (None: call again at once). While Redis is unreachable, wait with capped,
-    jittered exponential backoff, log it once per failure, and mark ``health`` down."""
+    next call (None: call again at once). While Redis is unreachable (``step`` raises one
+    of ``errors``), wait with capped, jittered exponential backoff, log it once per
+    failure, and mark ``health`` down."""
     log = get_logger(loop=what)
     failures = 0
     while not stop.is_set():
         try:
             pause = await step()
-        except UNAVAILABLE as exc:
+        except errors as exc:
             failures += 1
             if health is not None:
                 health.down(exc)

@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from hookline.backoff import reconnect_delay
 from hookline.keys import Keys
-from hookline.logs import get_logger
 from hookline.metrics import CollectorRegistry, ConsumerMetrics
-from hookline.redis_client import UNAVAILABLE, Redis, connect, lifespan
-from hookline.retry import sleep_unless
+from hookline.redis_client import Redis, connect, lifespan
+from hookline.retry import retry_forever
 from hookline.service import Service
 from hookline.web import add_ops_routes
 
@@ -46,25 +44,17 @@ def build(
 
     app.cleanup_ctx.append(lifespan(redis))
 
+    async def move_due() -> float:
+        """Queue due attempts; a full batch means more may be due, so keep moving until
+        one comes back short, then wait a ``tick``. Any number of dispatchers may run it."""
+        moved = MOVE_BATCH
+        while moved >= MOVE_BATCH:
+            moved = await dispatcher.move_due(MOVE_BATCH)
+        metrics.deferred.set(await redis.zcard(keys.delayed))
+        return float(settings.tick)
+
     async def move_loop(stop: asyncio.Event) -> None:
-        """Queue due attempts every ``tick``; any number of dispatchers may run this."""
-        log = get_logger()
-        failures = 0
-        delay: float
-        while not stop.is_set():
-            try:
-                # A full batch means more may be due: keep moving until one comes back short.
-                moved = MOVE_BATCH
-                while moved >= MOVE_BATCH:
-                    moved = await dispatcher.move_due(MOVE_BATCH)
-                metrics.deferred.set(await redis.zcard(keys.delayed))
-                failures = 0
-                delay = settings.tick
-            except UNAVAILABLE as exc:
-                failures += 1
-                delay = reconnect_delay(failures)
-                log.warning("redis_unavailable", error=str(exc), retry_in=round(delay, 3))
-            await sleep_unless(stop, delay)
+        await retry_forever(move_due, stop=stop, what="move_due")
 
     async def run(stop: asyncio.Event) -> None:
         await asyncio.gather(consumer.run(stop), move_loop(stop))

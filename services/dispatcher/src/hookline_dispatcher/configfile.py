@@ -136,6 +136,12 @@ def _pipeline_problems(name: str, pipeline: Pipeline) -> Iterator[tuple[KeyPath,
     at: KeyPath = ("pipelines", name)
     if not _PIPELINE_NAME.match(name):
         yield at, "a pipeline name is 1-64 letters, digits, '_', '.' or '-'"
+    yield from _run_problems(at, pipeline)
+    yield from _limit_problems(at, pipeline)
+
+
+def _run_problems(at: KeyPath, pipeline: Pipeline) -> Iterator[tuple[KeyPath, str]]:
+    """What the pipeline runs: a command or a handler."""
     if (pipeline.command is None) == (pipeline.handler is None):
         yield at, "needs exactly one of `command` (an argv list) or `handler` ('module:function')"
     if pipeline.command is not None:
@@ -146,6 +152,10 @@ def _pipeline_problems(name: str, pipeline: Pipeline) -> Iterator[tuple[KeyPath,
                 yield (*at, "command", i), problem
     if pipeline.handler is not None and not _HANDLER.match(pipeline.handler):
         yield (*at, "handler"), f"expected 'package.module:function', got {pipeline.handler!r}"
+
+
+def _limit_problems(at: KeyPath, pipeline: Pipeline) -> Iterator[tuple[KeyPath, str]]:
+    """Where and how it runs: queue, timeout, retries, environment."""
     try:
         check_name("queue name", pipeline.queue)
     except ValueError as exc:

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, assert_never
 
-import msgspec
 from hookline.consumer import Write
 from hookline.events import (
     AnyEvent,
@@ -33,23 +32,22 @@ from hookline.events import (
     encode,
     encode_answer,
 )
-from hookline.github import extract_meta
 from hookline.keys import EVENT_FIELD, GROUP_DISPATCHER, Keys
 from hookline.logs import get_logger
 from hookline.metrics import CollectorRegistry, Counter, Gauge
 from hookline.redis_client import Redis
 from hookline.streams import Entry, Op
+from hookline.text import text
 from redis.asyncio.client import Pipeline as RedisPipeline
 from redis.exceptions import WatchError
 
-from hookline_dispatcher import lifecycle
+from hookline_dispatcher import reads
 from hookline_dispatcher.config import RoutingConfig
-from hookline_dispatcher.lifecycle import JobState, Plan
-from hookline_dispatcher.operator import Operator
-from hookline_dispatcher.routing import Routed, Skipped, route, supersede_slot
+from hookline_dispatcher.lifecycle.attempts import on_finished
+from hookline_dispatcher.lifecycle.commands import Command
+from hookline_dispatcher.lifecycle.records import Plan, encode_record, record_of
+from hookline_dispatcher.lifecycle.webhooks import NewJob, plan_new_job
 from hookline_dispatcher.scripts import MARK_ENDED, MARK_STARTED, MOVE_DUE, NEW_JOB
-
-_payload_decoder = msgspec.json.Decoder(dict[str, Any])
 
 # How long a command's answer waits for its sender (who BLPOPs it) before it expires.
 ANSWER_TTL = 300
@@ -121,7 +119,6 @@ class Dispatcher:
         self.clock = clock
         self.rand = rand
         self.log = get_logger()
-        self.operator = Operator(keys)
         # Set by the consumer: commits what its batch holds before a record is read.
         self.before_read: Callable[[], Awaitable[None]] | None = None
 
@@ -136,10 +133,16 @@ class Dispatcher:
     async def handle(self, event: AnyEvent, entry: Entry) -> Sequence[Write]:
         match event:
             case WebhookReceived():
-                return self.on_webhook(event)
+                return [self.on_webhook(event)]
             case JobStarted():
                 record = self.keys.dispatcher_job(event.job_id)
-                return [Write(("EVAL", MARK_STARTED, 1, record, event.attempt, event.worker))]
+                return [
+                    Write(
+                        MARK_STARTED.command(
+                            record=record, attempt=event.attempt, worker=event.worker
+                        )
+                    )
+                ]
             case JobFinished() if event.outcome in ("finished", "canceled"):
                 return [Write(self.mark_ended(event))]
             case JobFinished():
@@ -156,195 +159,48 @@ class Dispatcher:
 
     # -- webhooks ------------------------------------------------------------------------
 
-    def on_webhook(self, received: WebhookReceived) -> list[Write]:
-        try:
-            payload = _payload_decoder.decode(received.payload)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            payload = None
-        meta = extract_meta(
-            received.event,
-            payload or {},
-            delivery_id=received.delivery_id,
-            job_id=received.job_id,
-        )
-        decision: Routed | Skipped = (
-            route(meta, self.config, received.occurred_at)
-            if payload is not None
-            else Skipped("the payload is not a JSON object: nothing to route", "bad_payload")
-        )
-        keys = self.keys
-        record = keys.dispatcher_job(received.job_id)
-        if not isinstance(decision, Routed):
-            skipped = JobFinished(
-                job_id=received.job_id,
-                delivery_id=received.delivery_id,
-                attempt=0,
-                outcome="skipped",
-                reason=decision.reason,
-                meta=meta,
-            )
-            kind, reason = decision.kind, decision.reason
-
-            def skipped_effect() -> None:
-                self.metrics.skipped.labels(kind).inc()
-                self.log.info("webhook_skipped", reason=reason)
-
-            fields = ["phase", "skipped", "attempt", 0]
-            return [
-                self._new_job(
-                    record,
-                    keys.job_finished,
-                    "skip",
-                    skipped,
-                    "",
-                    self.marker_ttl_ms,
-                    fields,
-                    effect=skipped_effect,
-                )
-            ]
-        spec = decision.spec
-        queued = JobQueued(
-            job_id=received.job_id,
-            delivery_id=received.delivery_id,
-            attempt=1,
-            spec=spec,
-            meta=meta,
-            payload=received.payload,
-            created_at=received.occurred_at,
-        )
-        slot: tuple[str, str, int, bytes] | None = None
-        if decision.route.supersede:
-            cancel = JobCancelRequested(
-                job_id="@@JOB@@", requested_by=f"supersede: newer job {received.job_id}"
-            )
-            slot = (
-                keys.supersede_slot(supersede_slot(decision.index, meta)),
-                f"{lifecycle.ms(received.occurred_at)} {received.job_id}",
-                lifecycle.ttl_ms(spec, "failed"),
-                encode(cancel),
-            )
-        if spec.not_before is not None and spec.not_before.timestamp() > self.clock():
-            upcoming = msgspec.structs.replace(queued, occurred_at=spec.not_before)
-            member = lifecycle.member_of(received.job_id, 1)
-            deferred = JobDeferred(
-                job_id=received.job_id,
-                delivery_id=received.delivery_id,
-                attempt=1,
-                queue=spec.queue,
-                pipeline=spec.pipeline,
-                not_before=spec.not_before,
-                reason="delayed by its route",
-            )
-            fields = lifecycle.state_fields(upcoming, "deferred", 1, member=member)
-            stream = keys.job_queued(spec.queue)
-            data = lifecycle.delayed_data(stream, received.job_id, upcoming)
-
-            def delayed_effect() -> None:
-                self.log.info("job_delayed", pipeline=spec.pipeline, not_before=str(not_before))
-
-            not_before = spec.not_before
-            return [
-                self._new_job(
-                    record,
-                    keys.job_deferred,
-                    "defer",
-                    deferred,
-                    spec.queue,
-                    0,
-                    fields,
-                    delayed=(member, lifecycle.ms(spec.not_before), data),
-                    slot=slot,
-                    effect=delayed_effect,
-                )
-            ]
-
-        def queued_effect() -> None:
-            self.metrics.dispatched.labels(spec.pipeline, spec.queue).inc()
-            self.log.info("job_dispatched", pipeline=spec.pipeline, queue=spec.queue)
-
-        fields = lifecycle.state_fields(queued, "queued", 1)
-        return [
-            self._new_job(
-                record,
-                keys.job_queued(spec.queue),
-                "queue",
-                queued,
-                spec.queue,
-                0,
-                fields,
-                slot=slot,
-                effect=queued_effect,
-            )
-        ]
-
-    def _new_job(
-        self,
-        record: str,
-        stream: str,
-        mode: str,
-        event: JobQueued | JobDeferred | JobFinished,
-        queue: str,
-        record_ttl_ms: int,
-        fields: list[object],
-        *,
-        delayed: tuple[str, int, bytes] | None = None,
-        slot: tuple[str, str, int, bytes] | None = None,
-        effect: Callable[[], None] | None = None,
-    ) -> Write:
-        """The NEW_JOB script call; ``effect`` (metrics, logs) runs once it has written
-        (its reply is true: not a duplicate)."""
-        keys = self.keys
-        member, due, data = delayed or ("", 0, b"")
-        slot_key, slot_value, slot_ttl, cancel = slot or (keys.commands, "", 0, b"")
-        op: Op = (
-            "EVAL",
-            NEW_JOB,
-            7,
-            record,
-            stream,
-            keys.queues,
-            keys.delayed,
-            keys.delayed_events,
-            slot_key,
-            keys.commands,
-            mode,
-            encode(event),
-            queue,
-            record_ttl_ms,
-            member,
-            due,
-            data,
-            slot_value,
-            slot_ttl,
-            cancel,
-            EVENT_FIELD,
-            len(fields) // 2,
-            *fields,
-        )
-        if effect is None:
-            return Write(op)
+    def on_webhook(self, received: WebhookReceived) -> Write:
+        """The new_job script call; its effect (metrics, a log line) runs once it has
+        written (its reply is true: not a duplicate)."""
+        job = plan_new_job(self.keys, received, self.config, self.now(), self.marker_ttl_ms)
 
         def then(reply: Any) -> None:
             if reply:
-                effect()
+                self._written(job)
 
-        return Write(op, then=then)
+        return Write(new_job_command(self.keys, job), then=then)
+
+    def _written(self, job: NewJob) -> None:
+        match job.mode:
+            case "skip":
+                assert job.skipped is not None
+                self.metrics.skipped.labels(job.skipped.kind).inc()
+                self.log.info("webhook_skipped", reason=job.skipped.reason)
+            case "defer":
+                assert job.spec is not None
+                spec = job.spec
+                self.log.info(
+                    "job_delayed", pipeline=spec.pipeline, not_before=str(spec.not_before)
+                )
+            case "queue":
+                assert job.spec is not None
+                spec = job.spec
+                self.metrics.dispatched.labels(spec.pipeline, spec.queue).inc()
+                self.log.info("job_dispatched", pipeline=spec.pipeline, queue=spec.queue)
+            case _:
+                assert_never(job.mode)
 
     # -- job events ------------------------------------------------------------------------
 
     def mark_ended(self, finished: JobFinished) -> Op:
         """A finished or canceled attempt needs no read: Lua records it if current."""
-        record = lifecycle.record_of(finished)
         ttl = finished.failure_ttl if finished.outcome == "canceled" else finished.result_ttl
-        return (
-            "EVAL",
-            MARK_ENDED,
-            1,
-            self.keys.dispatcher_job(finished.job_id),
-            finished.attempt,
-            finished.outcome,
-            lifecycle.encode_record(record),
-            max(1, int(ttl * 1000)),
+        return MARK_ENDED.command(
+            record=self.keys.dispatcher_job(finished.job_id),
+            attempt=finished.attempt,
+            outcome=finished.outcome,
+            summary=encode_record(record_of(finished)),
+            ttl_ms=max(1, int(ttl * 1000)),
         )
 
     async def transact(
@@ -386,16 +242,12 @@ class Dispatcher:
         for queued in plan.queued:
             self.metrics.dispatched.labels(queued.spec.pipeline, queued.spec.queue).inc()
 
-    async def load(self, pipe: RedisPipeline, job_id: str) -> JobState | None:
-        raw = await pipe.hgetall(self.keys.dispatcher_job(job_id))
-        return JobState.load(job_id, raw)
-
     def _finished(
         self, event: JobFinished, entry: Entry
     ) -> Callable[[RedisPipeline], Awaitable[Plan]]:
         async def decide(pipe: RedisPipeline) -> Plan:
-            state = await self.load(pipe, event.job_id)
-            return lifecycle.on_finished(
+            state = await reads.load(pipe, self.keys, event.job_id)
+            return on_finished(
                 self.keys, state, event, (entry.stream, entry.entry_id), self.now(), self.rand
             )
 
@@ -403,32 +255,28 @@ class Dispatcher:
 
     # -- operator commands -----------------------------------------------------------------
 
-    async def on_command(
-        self, command: JobRequeueRequested | JobCancelRequested | FailedPurgeRequested, entry: Entry
-    ) -> None:
+    async def on_command(self, command: Command, entry: Entry) -> None:
         answer_key = self.keys.command_answer(command.event_id)
         accepted: list[bool] = []
 
-        def answered(plan: Plan, ok: bool, message: str) -> Plan:
-            answer = CommandAnswer(
-                command_id=command.event_id, ok=ok, message=message, job_ids=plan.job_ids
+        async def decide(pipe: RedisPipeline) -> Plan:
+            answer = await reads.answer(pipe, self.keys, command, self.now())
+            reply = CommandAnswer(
+                command_id=command.event_id,
+                ok=answer.ok,
+                message=answer.message,
+                job_ids=answer.plan.job_ids,
             )
+            plan = answer.plan
             plan.ops += [
-                ("LPUSH", answer_key, encode_answer(answer)),
+                ("LPUSH", answer_key, encode_answer(reply)),
                 ("EXPIRE", answer_key, ANSWER_TTL),
             ]
-            plan.note = message
-            accepted[:] = [ok]
+            plan.note = answer.message
+            accepted[:] = [answer.ok]
             return plan
 
-        async def decide(pipe: RedisPipeline) -> Plan:
-            plan, ok, message = await self.operator.plan(pipe, command, self.now())
-            return answered(plan, ok, message)
-
-        job_ids = [command.job_id] if isinstance(command, JobCancelRequested) else []
-        if isinstance(command, JobRequeueRequested) and command.job_id:
-            job_ids = [command.job_id]
-        await self.transact(entry, job_ids, decide)
+        await self.transact(entry, reads.watched(command), decide)
         tag = str(command.__struct_config__.tag)
         self.metrics.commands.labels(tag, "true" if all(accepted) else "false").inc()
 
@@ -436,19 +284,45 @@ class Dispatcher:
 
     async def move_due(self, limit: int = 500) -> int:
         """Append every due attempt's job.queued; returns how many moved."""
-        moved: list[bytes] = await self.redis.eval(
-            MOVE_DUE,
-            2,
-            self.keys.delayed,
-            self.keys.delayed_events,
-            int(self.clock() * 1000),
-            limit,
-            self.keys.dispatcher_job(""),
-            EVENT_FIELD,
+        moved: list[bytes] = await MOVE_DUE(
+            self.redis,
+            delayed=self.keys.delayed,
+            delayed_events=self.keys.delayed_events,
+            now_ms=int(self.clock() * 1000),
+            limit=limit,
+            record_prefix=self.keys.dispatcher_job(""),
+            field=EVENT_FIELD,
         )
         for stream, pipeline in zip(moved[::2], moved[1::2], strict=True):
-            queue = self.keys.queue_of_stream(stream.decode()) or ""
-            self.metrics.dispatched.labels(pipeline.decode(), queue).inc()
+            queue = self.keys.queue_of_stream(text(stream)) or ""
+            self.metrics.dispatched.labels(text(pipeline), queue).inc()
         if moved:
             self.log.info("due_jobs_queued", count=len(moved) // 2)
         return len(moved) // 2
+
+
+def new_job_command(keys: Keys, job: NewJob) -> Op:
+    """The new_job script call that writes ``job`` unless it is recorded already."""
+    delayed, supersede = job.delayed, job.supersede
+    return NEW_JOB.command(
+        record=keys.dispatcher_job(job.job_id),
+        stream=job.stream,
+        queues=keys.queues,
+        delayed=keys.delayed,
+        delayed_events=keys.delayed_events,
+        # Without a slot the script touches no slot key: any key of the hash tag will do.
+        slot=supersede.slot if supersede else keys.commands,
+        commands=keys.commands,
+        mode=job.mode,
+        event=encode(job.event),
+        queue=job.queue,
+        record_ttl_ms=job.record_ttl_ms,
+        member=delayed.member if delayed else "",
+        due_ms=delayed.due_ms if delayed else 0,
+        delayed_data=delayed.data if delayed else b"",
+        slot_value=supersede.value if supersede else "",
+        slot_ttl_ms=supersede.ttl_ms if supersede else 0,
+        cancel=encode(supersede.cancel) if supersede else b"",
+        field=EVENT_FIELD,
+        fields=job.fields,
+    )

@@ -11,13 +11,13 @@ from typing import Any, cast
 
 import msgspec
 from aiohttp import web
-from hookline.backoff import reconnect_delay
 from hookline.events import WebhookReceived, encode
 from hookline.ids import job_id_for_delivery
 from hookline.keys import Keys
 from hookline.logs import get_logger
 from hookline.metrics import DURATION_BUCKETS, CollectorRegistry, Counter, Gauge, Histogram
 from hookline.redis_client import UNAVAILABLE, Redis, connect, lifespan
+from hookline.retry import retry_forever, sleep_unless
 from hookline.web import add_ops_routes, json_error, json_response
 from structlog.typing import FilteringBoundLogger as Logger
 
@@ -130,33 +130,25 @@ class Replayer:
             spooled_for=round(time.time() - entry.spooled_at, 3),
         )
 
-    async def run(self) -> None:
+    async def run(self, stop: asyncio.Event) -> None:
+        await retry_forever(
+            self._round, stop=stop, what="spool_replay", errors=(*CANNOT_APPEND, SpoolError)
+        )
+
+    async def _round(self) -> None:
+        """Wait until the spool holds something, then replay it all (raising, to back
+        off, while Redis cannot take it or the spool cannot be read)."""
         spool = self.delivery.spool
-        failures = 0
-        while True:
-            if not spool.depth:
-                await self.delivery.wake.wait()
-            self.delivery.wake.clear()
-            try:
-                done = await spool.replay(self._push)
-            except CANNOT_APPEND as exc:
-                failures += 1
-                self.log.info(
-                    "spool_replay_waiting_for_redis",
-                    entries=spool.depth,
-                    failures=failures,
-                    error=type(exc).__name__,
-                )
-                await asyncio.sleep(reconnect_delay(failures))
-                continue
-            except SpoolError as exc:
-                failures += 1
-                self.log.error("spool_replay_failed", error=str(exc), entries=spool.depth)
-                await asyncio.sleep(reconnect_delay(failures))
-                continue
-            failures = 0
-            if done:
-                self.log.info("spool_drained", entries=done)
+        if not spool.depth:
+            await self.delivery.wake.wait()
+        self.delivery.wake.clear()
+        try:
+            done = await spool.replay(self._push)
+        except SpoolError as exc:
+            self.log.error("spool_replay_failed", error=str(exc), entries=spool.depth)
+            raise
+        if done:
+            self.log.info("spool_drained", entries=done)
 
 
 def open_spool_root(settings: IngressSettings) -> SpoolRoot:
@@ -183,8 +175,7 @@ async def adopt_orphans(
                 delivery.wake.set()
         except (OSError, SpoolError) as exc:
             log.error("spool_adopt_failed", error=str(exc))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+        await sleep_unless(stop, interval)
 
 
 def create_app(settings: IngressSettings) -> web.Application:
@@ -227,18 +218,16 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     if app[SPOOL].depth:
         replay.delivery.wake.set()
     get_logger().info("spool_opened", directory=str(app[SPOOL].directory))
-    stop_adopting = asyncio.Event()
+    stop = asyncio.Event()
     adopting = asyncio.create_task(
-        adopt_orphans(
-            app[SPOOL_ROOT], replay.delivery, settings.spool_adopt_interval, stop_adopting
-        ),
+        adopt_orphans(app[SPOOL_ROOT], replay.delivery, settings.spool_adopt_interval, stop),
         name="spool-adopt",
     )
-    task = asyncio.create_task(replay.run(), name="spool-replay")
+    task = asyncio.create_task(replay.run(stop), name="spool-replay")
     yield
-    stop_adopting.set()
+    stop.set()
     await adopting
-    task.cancel()
+    task.cancel()  # a replay round under way stops here: what it did not append stays
     with contextlib.suppress(asyncio.CancelledError):
         await task
     await replay.delivery.appender.close()

@@ -1,5 +1,5 @@
 """Dedupe-and-append in Redis, coalesced: the webhooks that arrive while one round trip is
-in flight go together in the next one (a pipeline of ``XADD_ONCE`` scripts, each atomic
+in flight go together in the next one (a pipeline of ``xadd_once`` scripts, each atomic
 on its own). Idle, a webhook costs one round trip; under load, the round trips and
 their per-call client cost are shared, which is what keeps ingress near a bare XADD.
 """
@@ -7,11 +7,11 @@ their per-call client cost are shared, which is what keeps ingress near a bare X
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from typing import Any
 
 from hookline.keys import EVENT_FIELD
-from hookline.redis_client import XADD_ONCE, Redis
+from hookline.lua import Script
+from hookline.redis_client import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
 from hookline_ingress.spool import SpoolEntry
@@ -21,7 +21,7 @@ from hookline_ingress.spool import SpoolEntry
 # "unreachable": the webhook goes to the spool.
 REFUSED = (ResponseError,)
 
-SHA = hashlib.sha1(XADD_ONCE.encode()).hexdigest()
+XADD_ONCE = Script.load("hookline_ingress", "xadd_once")
 
 Pending = tuple[SpoolEntry, "asyncio.Future[bool]"]
 
@@ -84,7 +84,7 @@ class Appender:
         replies = await self._pipeline(entries)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:  # a restarted or failed-over Redis: load the script, run those again
-            await self.redis.script_load(XADD_ONCE)
+            await self.redis.script_load(XADD_ONCE.source)
             again = await self._pipeline([entries[i] for i in missing])
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
@@ -93,5 +93,13 @@ class Appender:
     async def _pipeline(self, entries: list[SpoolEntry]) -> list[Any]:
         pipe = self.redis.pipeline(transaction=False)
         for e in entries:
-            pipe.evalsha(SHA, 2, e.marker, e.stream, e.job_id, self.ttl_ms, EVENT_FIELD, e.data)
+            op = XADD_ONCE.command(
+                marker=e.marker,
+                stream=e.stream,
+                value=e.job_id,
+                ttl_ms=self.ttl_ms,
+                field=EVENT_FIELD,
+                data=e.data,
+            )
+            pipe.execute_command(*op)
         return list(await pipe.execute(raise_on_error=False))

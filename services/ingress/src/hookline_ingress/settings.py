@@ -51,52 +51,68 @@ class IngressSettings(BaseSettings, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.secrets and not self.insecure:
+        _check_signing(self)
+        _check_http(self)
+        _check_timeouts(self)
+        _check_spool(self)
+
+
+def _check_signing(s: IngressSettings) -> None:
+    if not s.secrets and not s.insecure:
+        raise ConfigError(
+            "GITHUB_WEBHOOK_SECRET",
+            "is not set: every webhook must be signed (several secrets may be "
+            "comma-separated for rotation; HOOKLINE_INGRESS_INSECURE=1 accepts "
+            "unsigned webhooks, for local experiments only)",
+        )
+    if s.secrets and s.insecure:
+        raise ConfigError(
+            "HOOKLINE_INGRESS_INSECURE",
+            "is set together with GITHUB_WEBHOOK_SECRET: unset one of them",
+        )
+
+
+def _check_http(s: IngressSettings) -> None:
+    if not 0 < s.port < 65536:
+        raise ConfigError("HOOKLINE_INGRESS_PORT", f"{s.port} is not a TCP port")
+    if not 0 < s.max_body <= MAX_BODY_CAP:
+        raise ConfigError(
+            "HOOKLINE_INGRESS_MAX_BODY",
+            f"must be a byte count from 1 to {MAX_BODY_CAP} (GitHub sends at most 25 MB)",
+        )
+    if not s.status_url.startswith(("http://", "https://")):
+        raise ConfigError("HOOKLINE_STATUS_URL", "must be an absolute http(s) URL")
+    for event in s.events:
+        if not event.replace("_", "").isalnum() or not event.islower():
             raise ConfigError(
-                "GITHUB_WEBHOOK_SECRET",
-                "is not set: every webhook must be signed (several secrets may be "
-                "comma-separated for rotation; HOOKLINE_INGRESS_INSECURE=1 accepts "
-                "unsigned webhooks, for local experiments only)",
+                "HOOKLINE_INGRESS_EVENTS",
+                f"{event!r} is not a GitHub event name (e.g. push,pull_request)",
             )
-        if self.secrets and self.insecure:
-            raise ConfigError(
-                "HOOKLINE_INGRESS_INSECURE",
-                "is set together with GITHUB_WEBHOOK_SECRET: unset one of them",
-            )
-        if not 0 < self.port < 65536:
-            raise ConfigError("HOOKLINE_INGRESS_PORT", f"{self.port} is not a TCP port")
-        if not 0 < self.max_body <= MAX_BODY_CAP:
-            raise ConfigError(
-                "HOOKLINE_INGRESS_MAX_BODY",
-                f"must be a byte count from 1 to {MAX_BODY_CAP} (GitHub sends at most 25 MB)",
-            )
-        if not self.status_url.startswith(("http://", "https://")):
-            raise ConfigError("HOOKLINE_STATUS_URL", "must be an absolute http(s) URL")
-        if self.dedupe_ttl < 1:
-            raise ConfigError("HOOKLINE_INGRESS_DEDUPE_TTL", "must be at least 1s")
-        if not 0 < self.redis_timeout <= GITHUB_TIMEOUT / 2:
-            raise ConfigError(
-                "HOOKLINE_INGRESS_REDIS_TIMEOUT",
-                f"must be above 0 and at most {GITHUB_TIMEOUT / 2:g}s, so that a webhook "
-                "is spooled well before GitHub gives up after 10s",
-            )
-        if self.body_timeout <= 0:
-            raise ConfigError("HOOKLINE_INGRESS_BODY_TIMEOUT", "must be above 0")
-        if not self.spool_dir.strip():
-            raise ConfigError("HOOKLINE_INGRESS_SPOOL_DIR", "must name a directory")
-        if self.replica and (not _REPLICA.fullmatch(self.replica) or self.replica.strip(".") == ""):
-            raise ConfigError(
-                "HOOKLINE_INGRESS_REPLICA",
-                f"{self.replica!r} is not a directory name (letters, digits, '.', '_', '-')",
-            )
-        if self.spool_adopt_interval <= 0:
-            raise ConfigError("HOOKLINE_INGRESS_SPOOL_ADOPT_INTERVAL", "must be above 0")
-        for event in self.events:
-            if not event.replace("_", "").isalnum() or not event.islower():
-                raise ConfigError(
-                    "HOOKLINE_INGRESS_EVENTS",
-                    f"{event!r} is not a GitHub event name (e.g. push,pull_request)",
-                )
+
+
+def _check_timeouts(s: IngressSettings) -> None:
+    if s.dedupe_ttl < 1:
+        raise ConfigError("HOOKLINE_INGRESS_DEDUPE_TTL", "must be at least 1s")
+    if not 0 < s.redis_timeout <= GITHUB_TIMEOUT / 2:
+        raise ConfigError(
+            "HOOKLINE_INGRESS_REDIS_TIMEOUT",
+            f"must be above 0 and at most {GITHUB_TIMEOUT / 2:g}s, so that a webhook "
+            "is spooled well before GitHub gives up after 10s",
+        )
+    if s.body_timeout <= 0:
+        raise ConfigError("HOOKLINE_INGRESS_BODY_TIMEOUT", "must be above 0")
+
+
+def _check_spool(s: IngressSettings) -> None:
+    if not s.spool_dir.strip():
+        raise ConfigError("HOOKLINE_INGRESS_SPOOL_DIR", "must name a directory")
+    if s.replica and (not _REPLICA.fullmatch(s.replica) or s.replica.strip(".") == ""):
+        raise ConfigError(
+            "HOOKLINE_INGRESS_REPLICA",
+            f"{s.replica!r} is not a directory name (letters, digits, '.', '_', '-')",
+        )
+    if s.spool_adopt_interval <= 0:
+        raise ConfigError("HOOKLINE_INGRESS_SPOOL_ADOPT_INTERVAL", "must be above 0")
 
 
 def load(env: Mapping[str, str]) -> IngressSettings:
