@@ -213,3 +213,23 @@ async def test_apply_ops_commit_in_a_transaction(redis: aioredis.Redis, keys: Ke
             tx.execute_command(*op)
         (applied,) = await tx.execute()
     assert applied == [1] * len(updates)
+
+
+@pytest.mark.parametrize(
+    ("events", "queued_for_ms"),
+    [
+        ([RECEIVED, QUEUED_1], None),  # null until started
+        ([RECEIVED, QUEUED_1, STARTED_1], 1000),
+        ([RECEIVED, QUEUED_1, STARTED_1, FAILED_1], 1000),  # kept once the attempt ends
+        ([RECEIVED, QUEUED_1, STARTED_1, FAILED_1, DEFERRED_2], None),  # a new attempt
+        ([RECEIVED, QUEUED_1, STARTED_1, FAILED_1, DEFERRED_2, QUEUED_2], None),
+        (HISTORY, 1000),  # attempt 2: queued at 10 s, started at 11 s
+        ([RECEIVED, STARTED_1, QUEUED_1], None),  # its own queueing not seen before the start
+        ([RECEIVED, QUEUED_1, STARTED_1, FAILED_1, STARTED_2], None),  # not attempt 1's wait
+    ],
+)
+async def test_queued_for_ms_is_the_current_attempts_wait(
+    redis: aioredis.Redis, keys: Keys, events: list[AnyEvent], queued_for_ms: int | None
+) -> None:
+    stored = await fold(redis, keys, events, 0)
+    assert _strict.decode(stored.rendered["j1"]).queued_for_ms == queued_for_ms

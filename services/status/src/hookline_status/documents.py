@@ -47,6 +47,17 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None
     delivery_id: str | None
     duration: Seconds | None
+    queued_for_ms: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=0,
+                description="how long the current attempt waited between being queued and "
+                "started (null until it started)",
+            ),
+        ]
+        | None
+    )
 
 
 class JobPage(msgspec.Struct, frozen=True, kw_only=True):

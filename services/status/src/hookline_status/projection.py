@@ -195,7 +195,7 @@ def _deferred(event: JobDeferred) -> ViewUpdate:
             "not_before": not_before,
             "reason": event.reason or "",
         },
-        clear=("started_at", "ended_at", "worker", "duration"),
+        clear=("started_at", "ended_at", "worker", "duration", "queued_for_ms"),
     )
 
 
@@ -208,6 +208,7 @@ def _queued(event: JobQueued) -> ViewUpdate:
         "meta": _json.encode(event.meta).decode(),
         "queued_at": _iso(event.occurred_at),
         "queued_ms": str(_ms(event.occurred_at)),
+        "queued_attempt": str(event.attempt),
     }
     if repository := _repository(event.meta):
         fields["repository"] = repository
@@ -219,7 +220,7 @@ def _queued(event: JobQueued) -> ViewUpdate:
         created_at=_iso(created),
         summary=_summary(event, queue=event.spec.queue, pipeline=event.spec.pipeline),
         fields=fields,
-        clear=("started_at", "ended_at", "worker", "not_before", "duration"),
+        clear=("started_at", "ended_at", "worker", "not_before", "duration", "queued_for_ms"),
     )
 
 
@@ -236,7 +237,7 @@ def _started(event: JobStarted) -> ViewUpdate:
             "worker": event.worker,
             "started_at": _iso(event.occurred_at),
         },
-        clear=("ended_at", "not_before", "duration"),
+        clear=("ended_at", "not_before", "duration", "queued_for_ms"),
     )
 
 

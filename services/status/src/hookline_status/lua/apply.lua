@@ -18,7 +18,8 @@
 -- updates: one JSON array each (hookline_status.store.LuaUpdate): job id, rank, status,
 --   created_ms, created_at, ttl_ms (0: none), at_ms, summary, duration to observe ('' :
 --   none), [fields to clear], [field, value, ...], completes (1: an attempt ended: count
---   it), starts (1: an attempt started: observe its wait and its queued_for_ms).
+--   it), starts (1: an attempt started: observe its wait; its queued_for_ms is set
+--   when the view holds the same attempt's queueing time, queued_ms of queued_attempt).
 -- A view keeps the index names it is listed in (field 'indexes', relative to
 -- index_prefix, the shape of ViewKeys.index: <status>[:<dimension>=<value>]).
 -- Returns 1 per update it applied, 0 per update it ignored.
@@ -88,12 +89,12 @@ for n = 6, #ARGV do
   local jobkey = ARGV[2] .. job
   redis.call('ZADD', ARGV[3] .. job, at, summary)
   local cur = redis.call('HMGET', jobkey, 'rank', 'status', 'indexes', 'created_ms',
-    'expires_ms', 'queued_ms', unpack(DIMS))
+    'expires_ms', 'queued_ms', 'queued_attempt', unpack(DIMS))
   local old = cur[2]
   local before = cur[3] and cjson.decode(cur[3]) or {}
   -- The fields the rest needs, as they are after this event (no second read).
-  local now = {queued_ms = cur[6]}
-  for i, d in ipairs(DIMS) do now[d] = cur[6 + i] end
+  local now = {queued_ms = cur[6], queued_attempt = cur[7]}
+  for i, d in ipairs(DIMS) do now[d] = cur[7 + i] end
   local applied = tonumber(cur[1] or '-1') < rank and (not old or ALLOWED[old][status])
   local rescore = not cur[4] or created < tonumber(cur[4])
   local set, after = {}, before
@@ -148,8 +149,11 @@ for n = 6, #ARGV do
       if duration ~= '' then observe(KEYS[4], q .. '\t' .. p, tonumber(duration)) end
     end
     if starts and now.queued_ms then
-      local wait = (at - tonumber(now.queued_ms)) / 1000
-      if wait >= 0 then observe(KEYS[5], q, wait) end
+      local wait = at - tonumber(now.queued_ms)
+      if wait >= 0 then observe(KEYS[5], q, wait / 1000) end
+      if wait >= 0 and now.queued_attempt == now.attempt then
+        redis.call('HSET', jobkey, 'queued_for_ms', wait)
+      end
     end
   end
   results[#results + 1] = applied and 1 or 0
