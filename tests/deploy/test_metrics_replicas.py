@@ -16,8 +16,6 @@ import pytest
 import redis.asyncio as aioredis
 from hookline.events import JobSpec
 from hookline.keys import EVENT_FIELD, Keys
-from hookline_status.projection import project
-from hookline_status.store import apply_ops
 from hookline_status.system_metrics import Snapshot, SnapshotCollector
 from prometheus_client import CollectorRegistry, generate_latest
 from support.jobs import PATHS, history
@@ -31,6 +29,7 @@ from support.prometheus import (
     metric_names,
     scrape_config,
 )
+from support.views import project_into
 from support.waiting import wait_until
 from support.worker_jobs import queue_job
 
@@ -114,9 +113,7 @@ async def seed(redis_url: str, keys: Keys) -> None:
     client = aioredis.Redis.from_url(redis_url)
     try:
         for i, path in enumerate(PATHS):
-            updates = [u for e in history(f"job-{i}", start=i, path=path) if (u := project(e))]
-            for op in apply_ops(keys, 0, updates):
-                await client.execute_command(*op)
+            await project_into(client, keys, history(f"job-{i}", start=i, path=path))
         for _ in range(WAITING):
             await queue_job(client, keys, JobSpec(pipeline="demo", queue="slow"))
         await client.sadd(keys.queues, "slow", "pipeline_tasks")

@@ -18,10 +18,9 @@ import redis.asyncio as aioredis
 from hookline.events import JobPurged, JobSpec, encode
 from hookline.keys import EVENT_FIELD, Keys
 from hookline.records import CurrentJob, WorkerHeartbeat, to_hash
-from hookline_status.projection import project
-from hookline_status.store import apply_ops
 from support.jobs import PATHS, history
 from support.processes import ServiceProcess, http_json
+from support.views import project_into
 from support.waiting import wait_until
 from support.worker_jobs import queue_job
 
@@ -48,9 +47,7 @@ async def _seed(redis_url: str, keys: Keys, to_streams: bool) -> None:
             events = history(
                 f"job-{i}", start=i, path=path, queue="video" if i % 2 else "pipeline_tasks"
             )
-            updates = [u for e in events if (u := project(e))]
-            for op in apply_ops(keys, 0, updates):
-                await client.execute_command(*op)
+            await project_into(client, keys, events)
             if to_streams:
                 for e in events:
                     kind = e.__struct_config__.tag
@@ -326,9 +323,7 @@ async def _seed_failed(redis_url: str, keys: Keys, job_ids: list[str]) -> None:
     client = aioredis.Redis.from_url(redis_url)
     try:
         for job_id in job_ids:
-            updates = [u for e in history(job_id, path="fail") if (u := project(e))]
-            for op in apply_ops(keys, 0, updates):
-                await client.execute_command(*op)
+            await project_into(client, keys, history(job_id, path="fail"))
     finally:
         await client.aclose()
 

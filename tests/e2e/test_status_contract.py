@@ -15,10 +15,9 @@ import pytest
 import redis.asyncio as aioredis
 from hookline.keys import Keys
 from hookline.records import CurrentJob, WorkerHeartbeat, to_hash
-from hookline_status.projection import project
-from hookline_status.store import apply_ops
 from support.jobs import PATHS, history
 from support.processes import ServiceProcess
+from support.views import project_into
 
 ADMIN = "admin-token-0123456789"
 
@@ -27,9 +26,7 @@ async def seed(redis_url: str, keys: Keys) -> None:
     client = aioredis.Redis.from_url(redis_url)
     try:
         for i, path in enumerate(PATHS):
-            updates = [u for e in history(f"job-{i}", start=i, path=path) if (u := project(e))]
-            for op in apply_ops(keys, 0, updates):
-                await client.execute_command(*op)
+            await project_into(client, keys, history(f"job-{i}", start=i, path=path))
         # A busy worker, so /workers is checked against the schema derived from its type.
         beat = WorkerHeartbeat(
             name="w1",

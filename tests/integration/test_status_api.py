@@ -22,11 +22,10 @@ from hookline.events import (
 from hookline.keys import EVENT_FIELD, Keys
 from hookline.records import CurrentJob, WorkerHeartbeat, to_hash
 from hookline_status.app import build
-from hookline_status.projection import project
 from hookline_status.settings import load
-from hookline_status.store import apply_ops
 from support.http import serve
 from support.jobs import PATHS, history
+from support.views import project_into
 
 ADMIN = "admin-token-0123456789"
 READER = "reader-token-0123456789"
@@ -35,9 +34,7 @@ Client = TestClient[Any, Any]
 
 
 async def project_events(redis: aioredis.Redis, keys: Keys, events: list[Any]) -> None:
-    updates = [u for e in events if (u := project(e)) is not None]
-    for op in apply_ops(keys, 0, updates):
-        await redis.execute_command(*op)
+    await project_into(redis, keys, events)
 
 
 async def seed(redis: aioredis.Redis, keys: Keys) -> list[str]:

@@ -9,15 +9,18 @@ import pytest
 import redis.asyncio as aioredis
 from hookline.events import AnyEvent, encode
 from hookline.keys import EVENT_FIELD, GROUP_DISPATCHER, GROUP_STATUS, Keys
-from hookline.views import generation
 from hookline_status.api import REDIS
 from hookline_status.app import build
 from hookline_status.maintenance import RebuildBusy, rebuild, trim_streams
-from hookline_status.projection import Model, project
 from hookline_status.settings import load
-from hookline_status.store import snapshot
+from hookline_status.store import Stored, snapshot
+from hookline_status.view_keys import generation, view_keys
 from support.jobs import PATHS, history
+from support.views import fold
 from support.waiting import async_wait_until
+
+# A generation no rebuild reaches in these tests: the reference, applied in order.
+REFERENCE = 99
 
 
 def stream_of(keys: Keys, event: AnyEvent) -> str:
@@ -53,7 +56,7 @@ def all_events(count: int, offset: int = 0) -> list[AnyEvent]:
     return events
 
 
-def same(a: Model, b: Model) -> None:
+def same(a: Stored, b: Stored) -> None:
     assert a.views == b.views
     assert a.histories == b.histories
     assert a.completed == b.completed
@@ -91,7 +94,7 @@ async def test_a_rebuilt_projection_equals_the_live_one(
     async def caught_up() -> bool:
         info = await redis.xinfo_groups(keys.job_finished)
         return all(int(g["pending"]) == 0 for g in info) and await redis.exists(
-            keys.views(0).job("job29")
+            view_keys(keys, 0).job("job29")
         )
 
     try:
@@ -101,31 +104,28 @@ async def test_a_rebuilt_projection_equals_the_live_one(
             timeout=20,
             what="every entry acknowledged",
         )
-        live, live_indexes = await snapshot(redis, keys.views(0))
+        live = await snapshot(redis, view_keys(keys, 0))
         report = await rebuild(redis, keys)
         assert (report.old_generation, report.new_generation) == (0, 1)
         assert report.entries == expected_entries
         assert await generation(redis, keys) == 1
-        rebuilt, rebuilt_indexes = await snapshot(redis, keys.views(1))
+        rebuilt = await snapshot(redis, view_keys(keys, 1))
         same(live, rebuilt)
-        assert live_indexes == rebuilt_indexes
-        assert await redis.exists(keys.views(0).job("job0")) == 0  # the old generation is gone
+        assert live.indexes == rebuilt.indexes
+        assert await redis.exists(view_keys(keys, 0).job("job0")) == 0  # the old generation is gone
         # The live projection carries on in the new generation.
         more = all_events(3, offset=100)
         await append(redis, keys, more)
         await async_wait_until(
-            lambda: redis.exists(keys.views(1).job("job102")),
+            lambda: redis.exists(view_keys(keys, 1).job("job102")),
             timeout=20,
             what="live writes to gen 1",
         )
     finally:
         stop.set()
         await task
-    model = Model()
-    for event in events + more:  # the order they were appended
-        if (u := project(event)) is not None:
-            model.apply(u)
-    final, _ = await snapshot(redis, keys.views(1))
+    model = await fold(redis, keys, events + more, REFERENCE)  # the order they were appended
+    final = await snapshot(redis, view_keys(keys, 1))
     assert final.views == model.views
 
 
@@ -160,11 +160,8 @@ async def test_rebuild_while_events_keep_arriving_loses_nothing(
     finally:
         stop.set()
         await task
-    model = Model()
-    for event in first + second:
-        if (u := project(event)) is not None:
-            model.apply(u)
-    final, _ = await snapshot(redis, keys.views(await generation(redis, keys)))
+    model = await fold(redis, keys, first + second, REFERENCE)
+    final = await snapshot(redis, view_keys(keys, await generation(redis, keys)))
     assert final.views == model.views
     assert final.histories == model.histories
 
@@ -237,11 +234,8 @@ async def test_the_live_projection_applies_events_in_the_order_they_happened(
     finally:
         stop.set()
         await task
-    model = Model()
-    for event in first + second:
-        if (u := project(event)) is not None:
-            model.apply(u)
-    final, _ = await snapshot(redis, keys.views(0))
+    model = await fold(redis, keys, first + second, REFERENCE)
+    final = await snapshot(redis, view_keys(keys, 0))
     assert [j for j in model.views if final.views.get(j) != model.views[j]] == []
     assert final.completed == model.completed
 
@@ -257,7 +251,9 @@ async def test_a_bad_entry_is_set_aside_and_the_projection_carries_on(
     task, stop, _ = await live_status(base_env)
     try:
         await async_wait_until(
-            lambda: redis.hget(keys.views(0).job("good"), "status"), timeout=20, what="the view"
+            lambda: redis.hget(view_keys(keys, 0).job("good"), "status"),
+            timeout=20,
+            what="the view",
         )
         await async_wait_until(
             lambda: _handled(redis, keys, len(events) + 2), timeout=20, what="all acknowledged"
@@ -265,9 +261,9 @@ async def test_a_bad_entry_is_set_aside_and_the_projection_carries_on(
     finally:
         stop.set()
         await task
-    assert await redis.hget(keys.views(0).job("good"), "status") == b"finished"
+    assert await redis.hget(view_keys(keys, 0).job("good"), "status") == b"finished"
     assert await redis.xlen(keys.dead_letter) == 1
     report = await rebuild(redis, keys)
     assert report.undecodable == 1
-    rebuilt, _ = await snapshot(redis, keys.views(1))
+    rebuilt = await snapshot(redis, view_keys(keys, 1))
     assert rebuilt.views["good"]["status"] == "finished"

@@ -1,56 +1,74 @@
-"""The projection's Lua script and its Python twin agree, event for event."""
+"""The projection's rule, as the apply and sweep scripts carry it out in Redis: ranks,
+transitions, indexes, expiry, metrics and the rendered documents."""
 
 from __future__ import annotations
 
-import json
-import math
 import random
+from datetime import datetime
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
-from hookline.events import AnyEvent
+from hookline.events import AnyEvent, JobPurged, JobQueued, JobSpec
 from hookline.keys import Keys
-from hookline_status.projection import Model, project, render
-from hookline_status.store import apply_ops, snapshot, sweep_expired
+from hookline_status.documents import JobView
+from hookline_status.projection import project
+from hookline_status.store import APPLY, apply_ops, snapshot, sweep_expired
+from hookline_status.view_keys import view_keys
 from support.jobs import PATHS, at, history
+from support.views import fold, project_into
+
+from tests.unit.test_projection import (
+    DEFERRED_2,
+    FAILED_1,
+    FINISHED_2,
+    HISTORY,
+    QUEUED_1,
+    QUEUED_2,
+    RECEIVED,
+    SKIPPED,
+    STARTED_1,
+    STARTED_2,
+)
+
+_strict = msgspec.json.Decoder(JobView)
 
 
-def model_of(events: list[AnyEvent]) -> Model:
-    model = Model()
-    for event in events:
-        if (update := project(event)) is not None:
-            model.apply(update)
-    return model
+@pytest.mark.parametrize(
+    ("events", "status"),
+    [
+        ([RECEIVED], "queued"),
+        ([RECEIVED, QUEUED_1], "queued"),
+        ([RECEIVED, QUEUED_1, STARTED_1], "started"),
+        ([RECEIVED, QUEUED_1, STARTED_1, FAILED_1], "failed"),
+        ([RECEIVED, QUEUED_1, STARTED_1, FAILED_1, DEFERRED_2], "deferred"),
+        ([RECEIVED, QUEUED_1, STARTED_1, FAILED_1, DEFERRED_2, QUEUED_2, STARTED_2], "started"),
+        (HISTORY, "finished"),
+        ([RECEIVED, SKIPPED], "skipped"),
+        # stale and duplicate events change nothing
+        ([RECEIVED, QUEUED_1, STARTED_1, FAILED_1, STARTED_1], "failed"),
+        ([RECEIVED, FINISHED_2, QUEUED_1, STARTED_1, FAILED_1], "finished"),
+        ([SKIPPED, RECEIVED], "skipped"),
+        # nothing follows a skipped job
+        ([RECEIVED, SKIPPED, QUEUED_1], "skipped"),
+    ],
+)
+async def test_status_follows_the_highest_attempt_and_phase(
+    redis: aioredis.Redis, keys: Keys, events: list[AnyEvent], status: str
+) -> None:
+    stored = await fold(redis, keys, events, 0)
+    assert stored.views["j1"]["status"] == status
+    assert _strict.decode(stored.rendered["j1"]).status == status
 
 
-async def apply_to_redis(
-    redis: aioredis.Redis, keys: Keys, events: list[AnyEvent], per_call: int
-) -> list[int]:
-    updates = [u for e in events if (u := project(e)) is not None]
-    results: list[int] = []
-    for start in range(0, len(updates), per_call):
-        for op in apply_ops(keys, 0, updates[start : start + per_call]):
-            results.extend(await redis.execute_command(*op))
-    return results
-
-
-def close(a: dict[str, float], b: dict[str, float]) -> bool:
-    return set(a) == set(b) and all(math.isclose(a[k], b[k], rel_tol=1e-9) for k in a)
-
-
-async def assert_same(redis: aioredis.Redis, keys: Keys, model: Model) -> None:
-    stored, indexes = await snapshot(redis, keys.views(0))
-    assert stored.views == model.views
-    assert set(stored.rendered) == set(stored.views)
-    for job_id, document in stored.rendered.items():
-        assert json.loads(document) == render(stored.views[job_id])
-    assert stored.histories == model.histories
-    assert indexes == model.indexes()
-    assert stored.completed == model.completed
-    assert close(stored.duration, model.duration)
-    assert close(stored.wait, model.wait)
-    expiring = await redis.zrange(keys.views(0).expiring, 0, -1, withscores=True)
-    assert {m.decode(): int(s) for m, s in expiring} == model.expiring()
+@pytest.mark.parametrize("seed", range(8))
+async def test_any_arrival_order_ends_in_the_same_final_state(
+    redis: aioredis.Redis, keys: Keys, seed: int
+) -> None:
+    shuffled = random.Random(seed).sample(HISTORY, len(HISTORY))
+    view = _strict.decode((await fold(redis, keys, shuffled, 0)).rendered["j1"])
+    assert (view.status, view.attempt, view.result) == ("finished", 2, {"ok": True})
+    assert view.created_at == at(0)
 
 
 def jobs_mix() -> list[AnyEvent]:
@@ -67,55 +85,102 @@ def jobs_mix() -> list[AnyEvent]:
     return events
 
 
-ORDERS = {
-    "appended": lambda events, rng: events,
-    "every-event-twice": lambda events, rng: [e for event in events for e in (event, event)],
-    "shuffled": lambda events, rng: rng.sample(events, len(events)),
-    "reversed": lambda events, rng: events[::-1],
-    "shuffled-with-duplicates": lambda events, rng: rng.sample(events * 2, len(events) * 2),
-}
-
-
-@pytest.mark.parametrize("order", sorted(ORDERS))
 @pytest.mark.parametrize("per_call", [1, 7, 500])
-async def test_lua_and_python_agree_on_the_same_sequence(
-    redis: aioredis.Redis, keys: Keys, order: str, per_call: int
+async def test_every_event_twice_changes_nothing(
+    redis: aioredis.Redis, keys: Keys, per_call: int
 ) -> None:
-    events = ORDERS[order](jobs_mix(), random.Random(f"{order}{per_call}"))
-    results = await apply_to_redis(redis, keys, events, per_call)
-    model = Model()
-    expected = [model.apply(u) for e in events if (u := project(e)) is not None]
-    assert results == [int(x) for x in expected]
-    await assert_same(redis, keys, model)
+    events = jobs_mix()
+    once = await fold(redis, keys, events, 1)
+    twice = [e for event in events for e in (event, event)]
+    applied = await project_into(redis, keys, twice, 2, per_call=per_call, guard=False)
+    assert applied == [1, 0] * len(events)
+    assert await snapshot(redis, view_keys(keys, 2)) == once
 
 
-async def test_duplicates_count_metrics_once(redis: aioredis.Redis, keys: Keys) -> None:
-    events = history("j1", path="finish")
-    await apply_to_redis(redis, keys, events, 50)
-    await apply_to_redis(redis, keys, events, 50)
-    stored, _ = await snapshot(redis, keys.views(0))
-    assert stored.completed == {"pipeline_tasks\tdemo\tfinished": 1}
-    assert stored.duration["pipeline_tasks\tdemo\tcount"] == 1
+async def test_every_document_reads_as_a_job_view(redis: aioredis.Redis, keys: Keys) -> None:
+    stored = await fold(redis, keys, jobs_mix(), 0)
+    assert set(stored.rendered) == set(stored.views)
+    for job_id, document in stored.rendered.items():
+        view = _strict.decode(document)
+        assert (view.job_id, view.status) == (job_id, stored.views[job_id]["status"])
+    finished = _strict.decode((await fold(redis, keys, HISTORY, 1)).rendered["j1"])
+    assert (finished.started_at, finished.ended_at) == (at(11), at(12))
+    assert (finished.error, finished.worker, finished.queue) == (None, "w2", "pipeline_tasks")
+
+
+async def test_a_view_is_listed_in_its_status_and_dimension_indexes(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    events = history("j", path="fail", queue="video", pipeline="render", repository="o/r")
+    stored = await fold(redis, keys, events, 0)
+    assert {name for name, jobs in stored.indexes.items() if "j" in jobs} == {
+        f"{status}{tail}"
+        for status in ("failed", "all")
+        for tail in ("", ":queue=video", ":pipeline=render", ":repository=o/r")
+    }
+    # and the names are the ones readers ask for
+    views = view_keys(keys, 0)
+    assert await redis.zscore(views.index("failed", "queue", "video"), "j") is not None
+
+
+async def test_outcomes_durations_and_waits_count_once(redis: aioredis.Redis, keys: Keys) -> None:
+    events = [e for path in PATHS for e in history(path, path=path)]
+    stored = await fold(redis, keys, events * 2, 0)  # everything delivered twice
+    assert stored.completed == {
+        "pipeline_tasks\tdemo\tfinished": 2,
+        "pipeline_tasks\tdemo\tfailed": 2,
+        "pipeline_tasks\tdemo\tcanceled": 1,
+        "\t\tskipped": 1,
+    }
+    assert stored.duration["pipeline_tasks\tdemo\tcount"] == 4
+    assert stored.wait["pipeline_tasks\tcount"] == 5  # every start, retries included
+
+
+async def test_history_keeps_stale_and_reordered_events_once(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    stored = await fold(redis, keys, [*HISTORY, *reversed(HISTORY)], 0)
+    assert len(stored.histories["j1"]) == len(HISTORY)
+
+
+@pytest.mark.parametrize(("path", "ttl"), [("finish", 60.0), ("fail", 120.0)])
+async def test_ended_views_expire_after_their_pipelines_ttl(
+    redis: aioredis.Redis, keys: Keys, path: str, ttl: float
+) -> None:
+    field = "result_ttl" if path == "finish" else "failure_ttl"
+    stored = await fold(redis, keys, history("j", path=path, **{field: ttl}), 0)
+    ended = int(datetime.fromisoformat(stored.views["j"]["ended_at"]).timestamp() * 1000)
+    assert stored.expiring == {"j": ended + int(ttl * 1000)}
+    assert stored.views["j"]["expires_ms"] == str(ended + int(ttl * 1000))
+
+
+async def test_a_purged_failed_job_expires_at_once_without_counting_again(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    purge = JobPurged(job_id="j1", delivery_id="d1", attempt=1, occurred_at=at(20))
+    stored = await fold(redis, keys, [RECEIVED, QUEUED_1, STARTED_1, FAILED_1, purge, purge], 0)
+    assert sum(stored.completed.values()) == 1
+    assert stored.views["j1"]["status"] == "failed"
+    assert int(stored.views["j1"]["expires_ms"]) <= int(at(20).timestamp() * 1000) + 1
+    assert await sweep_expired(redis, view_keys(keys, 0), int(at(21).timestamp() * 1000)) == 1
+    after = await snapshot(redis, view_keys(keys, 0))
+    assert "j1" not in after.views
+    assert all("j1" not in m for m in after.indexes.values())
 
 
 async def test_expiry_removes_the_view_from_every_index(redis: aioredis.Redis, keys: Keys) -> None:
     events = history("short", path="finish", result_ttl=60) + history("long", path="fail", start=1)
-    await apply_to_redis(redis, keys, events, 100)
-    model = model_of(events)
+    await fold(redis, keys, events, 0)
     now_ms = int(at(3600).timestamp() * 1000)  # an hour on: 'short' is due, 'long' is not
-    assert await sweep_expired(redis, keys.views(0), now_ms) == 1
-    assert model.sweep(now_ms) == 1
-    await assert_same(redis, keys, model)
-    stored, indexes = await snapshot(redis, keys.views(0))
-    assert "short" not in stored.views
-    assert all("short" not in members for members in indexes.values())
-    assert "long" in indexes["failed:queue=pipeline_tasks"]
+    assert await sweep_expired(redis, view_keys(keys, 0), now_ms) == 1
+    stored = await snapshot(redis, view_keys(keys, 0))
+    assert set(stored.views) == set(stored.histories) == {"long"}
+    assert all("short" not in members for members in stored.indexes.values())
+    assert "long" in stored.indexes["failed:queue=pipeline_tasks"]
+    assert set(stored.expiring) == {"long"}
 
 
 async def test_a_requeued_view_is_not_swept(redis: aioredis.Redis, keys: Keys) -> None:
-    from hookline.events import JobQueued, JobSpec
-
-    events = history("j1", path="finish", result_ttl=60)
     again = JobQueued(
         job_id="j1",
         delivery_id="d-j1",
@@ -123,20 +188,48 @@ async def test_a_requeued_view_is_not_swept(redis: aioredis.Redis, keys: Keys) -
         spec=JobSpec(pipeline="demo"),
         occurred_at=at(30),
     )
-    await apply_to_redis(redis, keys, [*events, again], 100)
-    assert await sweep_expired(redis, keys.views(0), int(at(3600).timestamp() * 1000)) == 0
-    stored, _ = await snapshot(redis, keys.views(0))
+    await fold(redis, keys, [*history("j1", path="finish", result_ttl=60), again], 0)
+    assert await sweep_expired(redis, view_keys(keys, 0), int(at(3600).timestamp() * 1000)) == 0
+    stored = await snapshot(redis, view_keys(keys, 0))
     assert stored.views["j1"]["status"] == "queued"
+    assert "expires_ms" not in stored.views["j1"]
 
 
 async def test_writes_to_a_generation_no_longer_current_are_dropped(
     redis: aioredis.Redis, keys: Keys
 ) -> None:
     await redis.set(keys.views_generation, 3)
+    assert await project_into(redis, keys, history("j1"), 2) == []
+    assert not await redis.exists(view_keys(keys, 2).job("j1"))
+    await project_into(redis, keys, history("j1"), 2, guard=False)
+    assert await redis.exists(view_keys(keys, 2).job("j1"))
+
+
+async def test_apply_ops_commit_in_a_transaction(redis: aioredis.Redis, keys: Keys) -> None:
     updates = [u for e in history("j1") if (u := project(e)) is not None]
-    for op in apply_ops(keys, 2, updates):
-        assert await redis.execute_command(*op) == []
-    assert not await redis.exists(keys.views(2).job("j1"))
-    for op in apply_ops(keys, 2, updates, guard=False):
-        await redis.execute_command(*op)
-    assert await redis.exists(keys.views(2).job("j1"))
+    await redis.script_load(APPLY.source)  # a plain client: it does not load scripts itself
+    async with redis.pipeline(transaction=True) as tx:
+        for op in apply_ops(keys, 0, updates):
+            tx.execute_command(*op)
+        (applied,) = await tx.execute()
+    assert applied == [1] * len(updates)
+
+
+@pytest.mark.parametrize(
+    ("events", "queued_for_ms"),
+    [
+        ([RECEIVED, QUEUED_1], None),  # null until started
+        ([RECEIVED, QUEUED_1, STARTED_1], 1000),
+        ([RECEIVED, QUEUED_1, STARTED_1, FAILED_1], 1000),  # kept once the attempt ends
+        ([RECEIVED, QUEUED_1, STARTED_1, FAILED_1, DEFERRED_2], None),  # a new attempt
+        ([RECEIVED, QUEUED_1, STARTED_1, FAILED_1, DEFERRED_2, QUEUED_2], None),
+        (HISTORY, 1000),  # attempt 2: queued at 10 s, started at 11 s
+        ([RECEIVED, STARTED_1, QUEUED_1], None),  # its own queueing not seen before the start
+        ([RECEIVED, QUEUED_1, STARTED_1, FAILED_1, STARTED_2], None),  # not attempt 1's wait
+    ],
+)
+async def test_queued_for_ms_is_the_current_attempts_wait(
+    redis: aioredis.Redis, keys: Keys, events: list[AnyEvent], queued_for_ms: int | None
+) -> None:
+    stored = await fold(redis, keys, events, 0)
+    assert _strict.decode(stored.rendered["j1"]).queued_for_ms == queued_for_ms

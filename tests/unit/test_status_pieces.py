@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from hookline.errors import ConfigError
-from hookline.views import Cursor, JobQuery, QueryError, index_names, parse_job_query
 from hookline_status.maintenance import trim_floor
 from hookline_status.openapi import allowed_methods
+from hookline_status.query import Cursor, JobQuery, QueryError, parse_job_query
 from hookline_status.settings import load
 
 
@@ -51,18 +51,6 @@ def test_bad_queries_name_the_parameter(query: dict[str, str], parameter: str) -
 def test_a_cursor_round_trips() -> None:
     cursor = Cursor(1795953600000, "job:with:colons")
     assert Cursor.decode(cursor.encode()) == cursor
-
-
-def test_index_names_of_a_view() -> None:
-    view = {"status": "failed", "queue": "video", "pipeline": "render"}
-    assert index_names(view) == [
-        "failed",
-        "failed:queue=video",
-        "failed:pipeline=render",
-        "all",
-        "all:queue=video",
-        "all:pipeline=render",
-    ]
 
 
 @pytest.mark.parametrize(

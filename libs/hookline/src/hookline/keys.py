@@ -165,13 +165,9 @@ class Keys:
 
     @property
     def views_root(self) -> str:
-        """What every generation's keys start with, before the generation number."""
+        """What every generation's keys start with, before the generation number (the
+        status service names the keys of one generation)."""
         return f"{self.base}:g"
-
-    def views(self, generation: int) -> ViewKeys:
-        """The projection's keys of one generation: ``views_root`` + generation + the
-        key's own part (which ``ViewKeys("")`` gives, for scripts that add the generation)."""
-        return ViewKeys(f"{self.views_root}{generation}")
 
     @property
     def metrics_leader(self) -> str:
@@ -197,55 +193,3 @@ class Keys:
             self.job_finished,
             self.job_deferred,
         ]
-
-
-@dataclass(frozen=True, slots=True)
-class ViewKeys:
-    """Keys of one generation of the status projection, e.g. ``{hookline}:g3:job:<id>``.
-
-    A rebuild writes a fresh generation and then points ``views_generation`` at it.
-    """
-
-    base: str
-
-    @property
-    def pattern(self) -> str:
-        """SCAN pattern matching every key of this generation."""
-        return self.base + ":*"
-
-    def job(self, job_id: str) -> str:
-        return f"{self.base}:job:{job_id}"
-
-    def job_events(self, job_id: str) -> str:
-        """Sorted set of one job's event summaries, scored by when they happened (ms)."""
-        return f"{self.base}:events:{job_id}"
-
-    @property
-    def index_prefix(self) -> str:
-        return f"{self.base}:jobs:"
-
-    def index(self, status: str, dimension: str = "", value: str = "") -> str:
-        """Sorted set of job ids by creation time: all jobs with ``status`` (or ``all``),
-        optionally only those whose ``dimension`` (queue, pipeline, repository) is ``value``."""
-        tail = f":{dimension}={value}" if dimension else ""
-        return f"{self.index_prefix}{status}{tail}"
-
-    @property
-    def expiring(self) -> str:
-        """Sorted set of ended job ids, scored by when their view expires (ms)."""
-        return f"{self.base}:expiring"
-
-    @property
-    def metric_completed(self) -> str:
-        """Hash ``queue\tpipeline\toutcome`` -> attempts ended, counted once per event."""
-        return f"{self.base}:metrics:completed"
-
-    @property
-    def metric_duration(self) -> str:
-        """Hash of the run-time histogram: ``queue\tpipeline\t<bucket|sum|count>``."""
-        return f"{self.base}:metrics:duration"
-
-    @property
-    def metric_wait(self) -> str:
-        """Hash of the queued-to-started histogram: ``queue\t<bucket|sum|count>``."""
-        return f"{self.base}:metrics:wait"

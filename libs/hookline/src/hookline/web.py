@@ -17,6 +17,9 @@ from hookline.redis_client import UNAVAILABLE
 _json = msgspec.json.Encoder()
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+# The body of ``/metrics`` (Prometheus text), for a service that exports more than its
+# registry at some scrapes (the status service's metrics leader).
+MetricsBody = Callable[[], Awaitable[bytes]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # An app whose API document says which methods each path has sets this, so a 405's
 # ``Allow`` header lists the documented methods, not every route that matches the path.
@@ -68,8 +71,14 @@ def use_json_errors(app: web.Application) -> None:
         app.middlewares.append(json_errors)
 
 
-def add_ops_routes(app: web.Application, registry: CollectorRegistry, health: HealthCheck) -> None:
-    """``GET /health`` (503 unless status is ``ok`` or ``degraded``) and ``GET /metrics``."""
+def add_ops_routes(
+    app: web.Application,
+    registry: CollectorRegistry,
+    health: HealthCheck,
+    metrics: MetricsBody | None = None,
+) -> None:
+    """``GET /health`` (503 unless status is ``ok`` or ``degraded``) and ``GET /metrics``
+    (``registry`` rendered, unless ``metrics`` gives the body)."""
     app[REGISTRY] = registry
     use_json_errors(app)
 
@@ -79,7 +88,7 @@ def add_ops_routes(app: web.Application, registry: CollectorRegistry, health: He
         return json_response(body, status=200 if ok else 503)
 
     async def metrics_view(_: web.Request) -> web.Response:
-        response = web.Response(body=render(registry))
+        response = web.Response(body=await metrics() if metrics else render(registry))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 

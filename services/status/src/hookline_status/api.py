@@ -17,19 +17,20 @@ from hookline.commands import send_command
 from hookline.events import Command, JobCancelRequested, JobRequeueRequested
 from hookline.keys import Keys, check_name
 from hookline.redis_client import UNAVAILABLE, Redis
-from hookline.views import (
-    QueryError,
-    get_job_document,
-    job_history,
-    list_job_documents,
-    parse_job_query,
-    read_view,
-    read_workers,
-    system_info,
-)
 from hookline.web import ALLOWED_METHODS, json_error, json_response
 
+from hookline_status.documents import (
+    CommandDone,
+    CommandPending,
+    Health,
+    JobHistory,
+    SystemInfo,
+    WorkerList,
+)
 from hookline_status.openapi import allowed_methods, document
+from hookline_status.overview import read_workers, system_info
+from hookline_status.query import QueryError, parse_job_query
+from hookline_status.reads import get_job_document, job_history, list_job_documents, read_view
 from hookline_status.settings import StatusSettings
 
 SETTINGS: web.AppKey[StatusSettings] = web.AppKey("settings", StatusSettings)
@@ -135,7 +136,7 @@ async def job_events_view(request: web.Request) -> web.Response:
     events = await job_history(request.app[REDIS], request.app[KEYS], job_id)
     if events is None:
         return json_error(404, "not_found", f"no job with id {job_id!r}")
-    return json_response({"job_id": job_id, "count": len(events), "events": events})
+    return json_response(JobHistory(job_id=job_id, count=len(events), events=events))
 
 
 async def list_jobs_view(request: web.Request) -> web.Response:
@@ -168,7 +169,7 @@ async def workers_view(request: web.Request) -> web.Response:
         return _bad_query(bad)
     settings = request.app[SETTINGS]
     workers = await read_workers(request.app[REDIS], request.app[KEYS], settings.worker_ttl)
-    return json_response({"count": len(workers), "workers": workers})
+    return json_response(WorkerList(count=len(workers), workers=workers))
 
 
 async def openapi_view(request: web.Request) -> web.Response:
@@ -179,14 +180,14 @@ async def _command(request: web.Request, command: Command) -> web.Response:
     timeout = request.app[SETTINGS].command_timeout
     answer = await send_command(request.app[REDIS], request.app[KEYS], command, timeout=timeout)
     if answer is None:
-        return json_response({"command_id": command.event_id, "status": "pending"}, status=202)
+        return json_response(CommandPending(command_id=command.event_id), status=202)
     return json_response(
-        {
-            "command_id": answer.command_id,
-            "ok": answer.ok,
-            "message": answer.message,
-            "job_ids": answer.job_ids,
-        }
+        CommandDone(
+            command_id=answer.command_id,
+            ok=answer.ok,
+            message=answer.message,
+            job_ids=answer.job_ids,
+        )
     )
 
 
@@ -247,44 +248,46 @@ async def health_body(
         await redis.ping()
         info = await system_info(redis, keys, app[SETTINGS].worker_ttl)
     except UNAVAILABLE:
-        return {
-            "status": "unhealthy",
-            "redis_connected": False,
-            "queue_available": False,
-            "queue_length": 0,
-            "workers_count": 0,
-            "queues": [],
-            "services": {"status": {**consumer, "ok": False}},
-        }
-    workers = info["workers"]
-    live = [w for w in workers if w["state"] != "dead"]
-    services: dict[str, Any] = {
+        health = Health(
+            status="unhealthy",
+            redis_connected=False,
+            queue_available=False,
+            queue_length=0,
+            workers_count=0,
+            queues=[],
+            services={"status": {**consumer, "ok": False}},
+        )
+    else:
+        health = _healthy(info, consumer_ok, consumer)
+    body: dict[str, Any] = msgspec.to_builtins(health)
+    return body
+
+
+def _healthy(info: SystemInfo, consumer_ok: bool, consumer: dict[str, Any]) -> Health:
+    live = [w for w in info.workers if w.state != "dead"]
+    backlog = {name: msgspec.structs.asdict(b) for name, b in info.backlog.items()}
+    services: dict[str, dict[str, Any]] = {
         "status": {
             **consumer,
-            **info["backlog"].get("status", {}),
+            **backlog.get("status", {}),
             "ok": consumer_ok,
-            "generation": info["generation"],
+            "generation": info.generation,
         },
         "workers": {
             "live": len(live),
-            "busy": sum(1 for w in live if w["state"] == "busy"),
-            "dead": len(workers) - len(live),
-            **info["backlog"].get("workers", {}),
+            "busy": sum(1 for w in live if w.state == "busy"),
+            "dead": len(info.workers) - len(live),
+            **backlog.get("workers", {}),
         },
     }
-    if "dispatcher" in info["backlog"]:
-        services["dispatcher"] = info["backlog"]["dispatcher"]
-    default = info["queues"][0]
-    return {
-        "status": "ok" if consumer_ok else "degraded",
-        "redis_connected": True,
-        "queue_available": True,
-        "queue_length": default["waiting"],
-        "workers_count": len(live),
-        "queues": info["queues"],
-        "services": services,
-    }
-
-
-def _redis_down() -> web.Response:
-    return json_error(503, "redis_unavailable", "the job store cannot be reached; try again")
+    if "dispatcher" in backlog:
+        services["dispatcher"] = backlog["dispatcher"]
+    return Health(
+        status="ok" if consumer_ok else "degraded",
+        redis_connected=True,
+        queue_available=True,
+        queue_length=info.queues[0].waiting,
+        workers_count=len(live),
+        queues=info.queues,
+        services=services,
+    )

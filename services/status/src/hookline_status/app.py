@@ -7,6 +7,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 from hookline.consumer import Consumer
@@ -14,29 +15,28 @@ from hookline.events import AnyEvent
 from hookline.keys import GROUP_STATUS, Keys
 from hookline.logs import get_logger
 from hookline.metrics import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     ConsumerMetrics,
     Counter,
     Gauge,
     render,
 )
-from hookline.queues import known_queues
 from hookline.redis_client import UNAVAILABLE, Redis, connect, lifespan
 from hookline.retry import sleep_unless
 from hookline.service import Service
 from hookline.streams import Entry
-from hookline.views import generation
-from hookline.web import json_response, use_json_errors
+from hookline.web import add_ops_routes
 
 from hookline_status.api import KEYS, REDIS, SETTINGS, add_routes, health_body
 from hookline_status.maintenance import trim_streams
 from hookline_status.metrics_lease import LEASE_ERRORS, MetricsLease
 from hookline_status.projection import ViewUpdate, project
+from hookline_status.queues import known_queues
 from hookline_status.settings import StatusSettings
 from hookline_status.store import sweep_expired
 from hookline_status.system_metrics import SnapshotCollector, read_snapshot
 from hookline_status.view_batch import ViewBatch
+from hookline_status.view_keys import current_views
 
 
 async def upkeep(redis: Redis, keys: Keys, settings: StatusSettings, stop: asyncio.Event) -> None:
@@ -45,7 +45,7 @@ async def upkeep(redis: Redis, keys: Keys, settings: StatusSettings, stop: async
     last_trim = 0.0
     while not stop.is_set():
         try:
-            views = keys.views(await generation(redis, keys))
+            views = await current_views(redis, keys)
             while await sweep_expired(redis, views) and not stop.is_set():
                 pass
             if time.monotonic() - last_trim >= settings.trim_every:
@@ -131,9 +131,8 @@ def build(settings: StatusSettings) -> Service[StatusSettings]:
     app.cleanup_ctx.append(lifespan(redis))
     app.cleanup_ctx.append(keep_lease(lease, settings.metrics_lease_renew))
     add_routes(app)
-    use_json_errors(app)
 
-    async def health(_: web.Request) -> web.Response:
+    async def health() -> dict[str, Any]:
         state = consumer.state
         detail = {
             "consumer": consumer.name,
@@ -141,8 +140,7 @@ def build(settings: StatusSettings) -> Service[StatusSettings]:
             "last_error": state.last_error,
             "uptime_seconds": round(time.time() - state.started_at, 1),
         }
-        body = await health_body(app, state.redis_ok, detail)
-        return json_response(body, status=200 if body["redis_connected"] else 503)
+        return await health_body(app, state.redis_ok, detail)
 
     async def leading() -> bool:
         """Whether this replica holds the metrics lease, taking it when it is free (a
@@ -156,26 +154,21 @@ def build(settings: StatusSettings) -> Service[StatusSettings]:
                 consumer_metrics.redis_up.set(0)
             return False
 
-    async def metrics_view(_: web.Request) -> web.Response:
+    async def metrics() -> bytes:
         # Only the lease holder exports what it reads from Redis: every replica reads
         # the same numbers, so with each exporting them sum() would count them N times.
         is_leader = await leading()
         leader.set(1 if is_leader else 0)
-        body = render(registry)
-        if is_leader:
-            try:
-                snap = await read_snapshot(redis, keys, settings.worker_ttl)
-            except UNAVAILABLE:
-                consumer_metrics.redis_up.set(0)
-                body = render(registry)
-            else:
-                system = CollectorRegistry()
-                system.register(SnapshotCollector(snap))
-                body += render(system)
-        response = web.Response(body=body)
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        return response
+        if not is_leader:
+            return render(registry)
+        try:
+            snap = await read_snapshot(redis, keys, settings.worker_ttl)
+        except UNAVAILABLE:
+            consumer_metrics.redis_up.set(0)
+            return render(registry)
+        system = CollectorRegistry()
+        system.register(SnapshotCollector(snap))
+        return render(registry) + render(system)
 
-    app.router.add_get("/health", health)
-    app.router.add_get("/metrics", metrics_view)
+    add_ops_routes(app, registry, health, metrics)
     return Service(app, run)

@@ -1,10 +1,13 @@
-"""``hookline status [--rebuild]``, registered through the ``hookline.cli`` entry point."""
+"""``hookline status [--rebuild]`` and the operator views (``info``, ``jobs``, ``job``),
+registered through the ``hookline.cli`` entry point."""
 
 from __future__ import annotations
 
 import argparse
 
 from hookline.cli.plugins import Subcommands
+
+from hookline_status import cli_views
 
 
 def register(sub: Subcommands) -> None:
@@ -15,6 +18,7 @@ def register(sub: Subcommands) -> None:
         help="replay every stream into fresh job views, switch to them atomically, and exit",
     )
     status.set_defaults(func=cmd_status)
+    cli_views.register(sub)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

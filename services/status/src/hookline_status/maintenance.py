@@ -16,15 +16,16 @@ from typing import Any
 import msgspec
 from hookline import clock
 from hookline.events import decode
-from hookline.keys import EVENT_FIELD, Keys, ViewKeys
+from hookline.keys import EVENT_FIELD, Keys
 from hookline.logs import get_logger
-from hookline.queues import known_queues
 from hookline.redis_client import Redis
-from hookline.views import generation
+from hookline.text import text
 from redis.exceptions import ResponseError
 
 from hookline_status.projection import ViewUpdate, project
-from hookline_status.store import apply_ops
+from hookline_status.queues import known_queues
+from hookline_status.store import apply_updates
+from hookline_status.view_keys import ViewKeys, generation, view_keys
 
 StreamId = tuple[int, int]
 
@@ -33,9 +34,8 @@ StreamId = tuple[int, int]
 SWITCH_HOLD = 120.0
 
 
-def parse_id(text: str | bytes) -> StreamId:
-    raw = text.decode() if isinstance(text, bytes) else text
-    ms, _, seq = raw.partition("-")
+def parse_id(entry_id: str | bytes) -> StreamId:
+    ms, _, seq = text(entry_id).partition("-")
     return int(ms), int(seq or 0)
 
 
@@ -59,10 +59,6 @@ def trim_floor(cutoff: StreamId, groups: list[tuple[StreamId, StreamId | None]])
     return floor
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def _groups(redis: Redis, stream: str) -> list[tuple[StreamId, StreamId | None]] | None:
     try:
         infos = await redis.xinfo_groups(stream)
@@ -70,12 +66,12 @@ async def _groups(redis: Redis, stream: str) -> list[tuple[StreamId, StreamId | 
         return None  # no such stream
     out: list[tuple[StreamId, StreamId | None]] = []
     for info in infos:
-        last = parse_id(_text(info.get("last-delivered-id") or "0-0"))
+        last = parse_id(text(info.get("last-delivered-id") or "0-0"))
         oldest: StreamId | None = None
         if int(info.get("pending") or 0):
-            summary = await redis.xpending(stream, _text(info["name"]))
+            summary = await redis.xpending(stream, text(info["name"]))
             if summary and summary.get("min"):
-                oldest = parse_id(_text(summary["min"]))
+                oldest = parse_id(text(summary["min"]))
         out.append((last, oldest))
     return out
 
@@ -120,7 +116,7 @@ async def _read_stream(
             yield parse_id(entry_id), (fields or {}).get(EVENT_FIELD)
         if len(batch) < chunk:
             return
-        low = f"({_text(batch[-1][0])}"
+        low = f"({text(batch[-1][0])}"
 
 
 async def replay(
@@ -185,11 +181,7 @@ def in_causal_order(updates: list[tuple[StreamId, ViewUpdate]]) -> list[ViewUpda
 
 
 async def _apply(redis: Redis, keys: Keys, target: int, updates: list[ViewUpdate]) -> int:
-    async with redis.pipeline(transaction=False) as pipe:
-        for op in apply_ops(keys, target, updates, guard=False):
-            pipe.execute_command(*op)
-        replies = await pipe.execute()
-    return sum(sum(r) for r in replies)
+    return sum(await apply_updates(redis, keys, target, updates, guard=False))
 
 
 class RebuildBusy(RuntimeError):
@@ -233,7 +225,7 @@ async def rebuild(redis: Redis, keys: Keys, lock_ttl: float = 3600.0) -> Rebuild
         if new <= old:
             new = old + 1
             await redis.set(keys.views_next_generation, new)
-        await delete_generation(redis, keys.views(new))  # leftovers of an interrupted rebuild
+        await delete_generation(redis, view_keys(keys, new))  # leftovers of an interrupted rebuild
         streams = keys.all_streams(await known_queues(redis, keys))
         state = await replay(redis, keys, new, streams, Replay())
         log.info("rebuild_replayed", generation=new, entries=state.entries)
@@ -249,7 +241,7 @@ async def rebuild(redis: Redis, keys: Keys, lock_ttl: float = 3600.0) -> Rebuild
             await replay(redis, keys, new, streams, state)
         finally:
             await redis.delete(keys.views_switching)
-        await delete_generation(redis, keys.views(old))
+        await delete_generation(redis, view_keys(keys, old))
         return RebuildReport(
             old, new, state.entries, state.applied, state.undecodable, time.monotonic() - started
         )

@@ -12,27 +12,13 @@ import time
 from collections.abc import Callable
 
 from hookline.logs import get_logger
+from hookline.lua import Script
 from hookline.redis_client import UNAVAILABLE, Redis
 from hookline.retry import sleep_unless
 from redis.exceptions import RedisError
 
-# Take the lease when nobody holds it, or extend it when we do. 1 when we hold it now.
-#   KEYS[1] lease  ARGV[1] our token  ARGV[2] ttl (ms)
-HOLD = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"""
-
-# Give the lease up if it is still ours (a clean stop: another replica takes it at once).
-#   KEYS[1] lease  ARGV[1] our token
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+HOLD = Script.load("hookline_status", "lease_hold")
+RELEASE = Script.load("hookline_status", "lease_release")
 
 # Errors of a lease call that a later call may not meet: log them, keep trying.
 LEASE_ERRORS = (*UNAVAILABLE, RedisError)
@@ -57,8 +43,6 @@ class MetricsLease:
         self.ttl = ttl
         self.clock = clock
         self.held_until = -math.inf
-        self._hold = redis.register_script(HOLD)
-        self._release = redis.register_script(RELEASE)
 
     def held(self) -> bool:
         return self.clock() < self.held_until
@@ -67,7 +51,9 @@ class MetricsLease:
         """Take or renew the lease; whether this replica holds it now."""
         was = self.held()
         began = self.clock()
-        got = await self._hold(keys=[self.key], args=[self.token, max(1, int(self.ttl * 1000))])
+        got = await HOLD(
+            self.redis, lease=self.key, token=self.token, ttl_ms=max(1, int(self.ttl * 1000))
+        )
         self.held_until = began + self.ttl if int(got) == 1 else -math.inf
         if self.held() != was:
             log = get_logger()
@@ -80,7 +66,7 @@ class MetricsLease:
     async def release(self) -> None:
         """Give the lease up if it is ours."""
         self.held_until = -math.inf
-        await self._release(keys=[self.key], args=[self.token])
+        await RELEASE(self.redis, lease=self.key, token=self.token)
 
     async def keep(self, stop: asyncio.Event, every: float) -> None:
         """Take or renew the lease every ``every`` seconds until stopped, then give it

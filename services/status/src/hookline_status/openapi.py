@@ -11,20 +11,12 @@ from functools import cache
 from typing import Any
 
 import msgspec
-from hookline.records import WorkerView
-from hookline.views import (
-    CURSOR_PATTERN,
-    DEFAULT_LIMIT,
-    LIST_STATUSES,
-    MAX_FILTER_LENGTH,
-    MAX_LIMIT,
-    STATUSES,
-)
+from msgspec import inspect as mi
+
+from hookline_status.documents import DOCUMENTS, LIST_STATUSES
+from hookline_status.query import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_FILTER_LENGTH, MAX_LIMIT
 
 _STR = {"type": "string"}
-_NSTR = {"type": "string", "nullable": True}
-
-
 _REF = "#/components/schemas/{name}"
 _NULL = {"type": "null"}
 
@@ -41,85 +33,42 @@ def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
-def _obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties) if required is None else required,
-    }
-
-
-JOB = _obj(
-    {
-        "job_id": _STR,
-        "status": {"type": "string", "enum": list(STATUSES)},
-        "created_at": {**_NSTR, "format": "date-time"},
-        "started_at": {**_NSTR, "format": "date-time"},
-        "ended_at": {**_NSTR, "format": "date-time"},
-        "result": {"nullable": True, "description": "what the pipeline returned (any JSON)"},
-        "error": {
-            **_obj(
-                {
-                    "type": _STR,
-                    "message": _STR,
-                    "traceback": _NSTR,
-                    "retryable": {"type": "boolean"},
-                },
-                ["type", "message"],
-            ),
-            "nullable": True,
-        },
-        "meta": {"type": "object", "additionalProperties": True},
-        "attempt": {"type": "integer", "minimum": 0},
-        "queue": _NSTR,
-        "pipeline": _NSTR,
-        "repository": _NSTR,
-        "worker": _NSTR,
-        "not_before": {**_NSTR, "format": "date-time"},
-        "reason": _NSTR,
-        "delivery_id": _NSTR,
-        "duration": {"type": "number", "nullable": True, "minimum": 0},
-    }
-)
-
-EVENT = {
-    **_obj(
-        {
-            "type": {
-                "type": "string",
-                "enum": [
-                    "webhook.received",
-                    "job.queued",
-                    "job.started",
-                    "job.finished",
-                    "job.deferred",
-                ],
-            },
-            "event_id": _STR,
-            "occurred_at": {"type": "string", "format": "date-time"},
-            "attempt": {"type": "integer", "minimum": 0},
-            "queue": _STR,
-            "pipeline": _STR,
-            "worker": _STR,
-            "outcome": {"type": "string", "enum": ["finished", "failed", "canceled", "skipped"]},
-            "error": {"type": "object", "additionalProperties": True},
-            "reason": _STR,
-            "not_before": _STR,
-            "duration": {"type": "number"},
-            "event": _STR,
-            "action": _STR,
-        },
-        ["type", "event_id", "occurred_at", "attempt"],
-    ),
-    "additionalProperties": True,
-}
-
-
-def from_structs(*types: type[msgspec.Struct]) -> dict[str, Any]:
-    """Component schemas of Structs the API encodes, in OpenAPI 3.0's dialect. Every
-    property is required: the encoder always writes every field."""
+def from_structs(*types: Any) -> dict[str, Any]:
+    """Component schemas of the Structs the API encodes, in OpenAPI 3.0's dialect. Every
+    property is required (the encoder writes every field) unless the Struct leaves out
+    fields at their default (``omit_defaults``); then msgspec's own list stands."""
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
-    return {name: _openapi30(schema) for name, schema in components.items()}
+    partial = {s.__name__ for s in _structs(types) if s.__struct_config__.omit_defaults}
+    out = {}
+    for name, schema in components.items():
+        converted = _openapi30(schema)
+        if name not in partial and "properties" in converted:
+            converted["required"] = list(converted["properties"])
+        out[name] = converted
+    return out
+
+
+def _structs(types: tuple[Any, ...]) -> set[type[msgspec.Struct]]:
+    """Every Struct type reachable from ``types``."""
+    found: set[type[msgspec.Struct]] = set()
+
+    def walk(info: Any) -> None:
+        if isinstance(info, mi.StructType):
+            if info.cls in found:
+                return
+            found.add(info.cls)
+            for field in info.fields:
+                walk(field.type)
+            return
+        for name in ("types", "item_type", "key_type", "value_type", "item_types"):
+            inner = getattr(info, name, None)
+            for member in inner if isinstance(inner, tuple) else (inner,):
+                if member is not None:
+                    walk(member)
+
+    for info in mi.multi_type_info(types):
+        walk(info)
+    return found
 
 
 def _openapi30(schema: Any) -> Any:
@@ -128,65 +77,17 @@ def _openapi30(schema: Any) -> Any:
         return [_openapi30(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {k: _openapi30(v) for k, v in schema.items() if k != "title"}
-    if out.get("type") == "object" and "properties" in out:
-        out["required"] = list(out["properties"])
-    members = out.get("anyOf")
+    members = schema.get("anyOf")
     if members and _NULL in members:
-        rest = [m for m in members if m != _NULL]
-        del out["anyOf"]
-        if len(rest) == 1 and "$ref" not in rest[0]:
-            return {**rest[0], **out, "nullable": True}
+        rest = [_openapi30(m) for m in members if m != _NULL]
+        out = {k: _openapi30(v) for k, v in schema.items() if k not in ("title", "anyOf")}
+        if len(rest) == 1:
+            only = rest[0]
+            # 3.0 ignores a $ref's siblings: a nullable reference goes through allOf
+            return {**({"allOf": [only]} if "$ref" in only else only), **out, "nullable": True}
         return {**out, "anyOf": rest, "nullable": True}
-    return out
+    return {k: _openapi30(v) for k, v in schema.items() if k != "title"}
 
-
-_COUNT = {"type": "integer", "minimum": 0}
-QUEUE = _obj(
-    {
-        "queue": _STR,
-        "length": {**_COUNT, "description": "jobs waiting for a worker to take them"},
-        "waiting": {**_COUNT, "description": "the same as length (kept for older clients)"},
-        "pending": {
-            **_COUNT,
-            "description": "delivered to a worker, not yet acknowledged: running, or held "
-            "by a worker that died until another claims it",
-        },
-        "stream_entries": {
-            **_COUNT,
-            "description": "entries the queue's stream retains, handled ones not yet "
-            "trimmed too (not a count of jobs)",
-        },
-        "oldest_age_seconds": {"type": "number", "minimum": 0},
-    }
-)
-
-HEALTH = {
-    **_obj(
-        {
-            "status": {"type": "string", "enum": ["ok", "degraded", "unhealthy"]},
-            "redis_connected": {"type": "boolean"},
-            "queue_available": {"type": "boolean"},
-            "queue_length": {
-                **_COUNT,
-                "description": "jobs waiting on the default queue for a worker",
-            },
-            "workers_count": {"type": "integer", "minimum": 0},
-            "queues": {"type": "array", "items": _ref("Queue")},
-            "services": {"type": "object", "additionalProperties": {"type": "object"}},
-        }
-    ),
-}
-
-COMMAND_ANSWER = _obj(
-    {
-        "command_id": _STR,
-        "ok": {"type": "boolean"},
-        "message": _STR,
-        "job_ids": {"type": "array", "items": _STR},
-    }
-)
-COMMAND_PENDING = _obj({"command_id": _STR, "status": {"type": "string", "enum": ["pending"]}})
 
 _JOB_ID = {
     "name": "job_id",
@@ -207,7 +108,7 @@ _ADMIN_ERRORS = {
     "503": _error("Redis cannot be reached"),
 }
 _COMMAND_REPLIES = {
-    "200": _json(_ref("CommandAnswer"), "the dispatcher carried the command out (or refused it)"),
+    "200": _json(_ref("CommandDone"), "the dispatcher carried the command out (or refused it)"),
     "202": _json(_ref("CommandPending"), "appended; the dispatcher has not answered yet"),
 }
 
@@ -293,36 +194,20 @@ def document() -> dict[str, Any]:
                     "parameters": list_params,
                     "security": [{}, {"bearer": []}],
                     "responses": {
-                        "200": _json(
-                            _obj(
-                                {
-                                    "count": {"type": "integer", "minimum": 0},
-                                    "jobs": {"type": "array", "items": _ref("Job")},
-                                    "next_cursor": _NSTR,
-                                }
-                            ),
-                            "one page of jobs",
-                        ),
+                        "200": _json(_ref("JobPage"), "one page of jobs"),
                         **list_errors,
                     },
                 }
             },
             "/jobs/{job_id}": {
-                "get": _read("One job's view", _json(_ref("Job"), "the job"), [_JOB_ID], not_found)
+                "get": _read(
+                    "One job's view", _json(_ref("JobView"), "the job"), [_JOB_ID], not_found
+                )
             },
             "/jobs/{job_id}/events": {
                 "get": _read(
                     "Every event of one job, oldest first",
-                    _json(
-                        _obj(
-                            {
-                                "job_id": _STR,
-                                "count": {"type": "integer", "minimum": 0},
-                                "events": {"type": "array", "items": _ref("JobEvent")},
-                            }
-                        ),
-                        "the job's history",
-                    ),
+                    _json(_ref("JobHistory"), "the job's history"),
                     [_JOB_ID],
                     not_found,
                 )
@@ -348,15 +233,7 @@ def document() -> dict[str, Any]:
             "/workers": {
                 "get": _read(
                     "Registered workers",
-                    _json(
-                        _obj(
-                            {
-                                "count": {"type": "integer", "minimum": 0},
-                                "workers": {"type": "array", "items": _ref("WorkerView")},
-                            }
-                        ),
-                        "every worker with its state",
-                    ),
+                    _json(_ref("WorkerList"), "every worker with its state"),
                     [],
                 )
             },
@@ -389,16 +266,7 @@ def document() -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Job": JOB,
-                "JobEvent": EVENT,
-                **from_structs(WorkerView),
-                "Queue": QUEUE,
-                "Health": HEALTH,
-                "CommandAnswer": COMMAND_ANSWER,
-                "CommandPending": COMMAND_PENDING,
-                "Error": _obj({"error": _STR, "detail": _STR}),
-            },
+            "schemas": from_structs(*DOCUMENTS),
         },
     }
 

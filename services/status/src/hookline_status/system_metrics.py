@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from hookline.keys import Keys
 from hookline.metrics import DURATION_BUCKETS
-from hookline.queues import QueueStats
+from hookline.records import WorkerView
 from hookline.redis_client import Redis
-from hookline.views import STATUSES, all_queue_stats, count_jobs, current_views, list_workers
+from hookline.text import text
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -27,6 +26,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+from hookline_status.documents import STATUSES, QueueStats
+from hookline_status.overview import read_workers
+from hookline_status.queues import all_queue_stats
+from hookline_status.reads import count_jobs
+from hookline_status.view_keys import current_views
 
 WORKER_STATES = ("busy", "idle", "dead")
 
@@ -38,7 +43,7 @@ class Snapshot:
     completed: dict[str, int] = field(default_factory=dict)
     duration: dict[str, float] = field(default_factory=dict)
     wait: dict[str, float] = field(default_factory=dict)
-    workers: list[dict[str, Any]] = field(default_factory=list)
+    workers: list[WorkerView] = field(default_factory=list)
     dead_letters: int = 0
 
 
@@ -54,10 +59,10 @@ async def read_snapshot(redis: Redis, keys: Keys, worker_ttl: float) -> Snapshot
     return Snapshot(
         jobs=await count_jobs(redis, keys, [q.queue for q in queues]),
         queues=queues,
-        completed={k.decode(): int(v) for k, v in completed.items()},
-        duration={k.decode(): float(v) for k, v in duration.items()},
-        wait={k.decode(): float(v) for k, v in wait.items()},
-        workers=await list_workers(redis, keys, worker_ttl),
+        completed={text(k): int(v) for k, v in completed.items()},
+        duration={text(k): float(v) for k, v in duration.items()},
+        wait={text(k): float(v) for k, v in wait.items()},
+        workers=await read_workers(redis, keys, worker_ttl),
         dead_letters=int(dead),
     )
 
@@ -138,7 +143,7 @@ def families(snap: Snapshot) -> Iterator[Metric]:
         (
             "hookline_queue_oldest_age_seconds",
             "Age of the oldest waiting or pending job.",
-            "oldest_age",
+            "oldest_age_seconds",
         ),
     ):
         gauge = GaugeMetricFamily(name, doc, labels=["queue"])
@@ -149,7 +154,7 @@ def families(snap: Snapshot) -> Iterator[Metric]:
         "hookline_workers", "Registered workers by state.", labels=["state"]
     )
     for state in WORKER_STATES:
-        workers.add_metric([state], sum(1 for w in snap.workers if w["state"] == state))
+        workers.add_metric([state], sum(1 for w in snap.workers if w.state == state))
     yield workers
     rq_workers = GaugeMetricFamily(
         "rq_workers",
@@ -157,8 +162,8 @@ def families(snap: Snapshot) -> Iterator[Metric]:
         labels=["name", "queues", "state"],
     )
     for worker in snap.workers:
-        if worker["state"] != "dead":
-            rq_workers.add_metric([worker["name"], ",".join(worker["queues"]), worker["state"]], 1)
+        if worker.state != "dead":
+            rq_workers.add_metric([worker.name, ",".join(worker.queues), worker.state], 1)
     yield rq_workers
     yield GaugeMetricFamily(
         "hookline_dead_letter_length",

@@ -16,7 +16,7 @@ from hookline.errors import ConfigError
 from hookline.service import EXIT_CONFIG
 
 # Modules under hookline.cli with a ``register(subparsers)`` function, in help order.
-AREAS = ("up", "webhook", "commands", "views")
+AREAS = ("up", "webhook", "commands")
 # The distributions `--version` always reports; any other installed `hookline-*` too.
 PACKAGES = (
     "hookline",

@@ -1,7 +1,7 @@
 """Operator views: ``hookline info``, ``hookline jobs``, ``hookline job ID``.
 
-They read the status projection straight from Redis through :mod:`hookline.views`, the
-same functions the status HTTP API serves, so both always agree.
+They read the status projection straight from Redis through the same functions the
+status HTTP API serves (:mod:`hookline_status.reads`), so both always agree.
 """
 
 from __future__ import annotations
@@ -12,28 +12,24 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
+import msgspec
 from hookline.cli.common import header, redis_target, settings_env, unreachable
+from hookline.cli.plugins import Subcommands
 from hookline.config import BaseSettings, load_settings
 from hookline.durations import Duration
 from hookline.errors import ConfigError
 from hookline.keys import Keys
 from hookline.redis_client import UNAVAILABLE, Redis, connect
 from hookline.service import fail
-from hookline.views import (
-    DEFAULT_LIMIT,
-    LIST_STATUSES,
-    MAX_LIMIT,
-    QueryError,
-    get_job,
-    job_history,
-    list_jobs,
-    parse_job_query,
-    system_info,
-)
 
-T = TypeVar("T")
+from hookline_status.documents import LIST_STATUSES
+from hookline_status.overview import system_info
+from hookline_status.query import DEFAULT_LIMIT, MAX_LIMIT, QueryError, parse_job_query
+from hookline_status.reads import get_job, job_history, list_job_documents
+
+_decoder = msgspec.json.Decoder()
 
 CLEAR = "\x1b[H\x1b[2J"
 
@@ -44,7 +40,7 @@ class ViewSettings(BaseSettings, frozen=True, kw_only=True):
     ENV: ClassVar[dict[str, str]] = {"worker_ttl": "HOOKLINE_WORKER_TTL"}
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: Subcommands) -> None:
     info = sub.add_parser("info", help="queues, workers and jobs by status (like rq info)")
     info.add_argument(
         "--interval",
@@ -210,7 +206,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     async def action(redis: Redis, keys: Keys, settings: ViewSettings) -> int:
         while True:
-            info = await system_info(redis, keys, settings.worker_ttl)
+            info = msgspec.to_builtins(await system_info(redis, keys, settings.worker_ttl))
             if args.json:
                 print(json.dumps(info), flush=True)
             else:
@@ -252,13 +248,14 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return fail(f"--{exc.parameter}: {exc}")
 
     async def action(redis: Redis, keys: Keys, _: ViewSettings) -> int:
-        page = await list_jobs(redis, keys, query)
+        page = await list_job_documents(redis, keys, query)
+        jobs = [_decoder.decode(document) for document in page.documents]
         if args.json:
-            _dump({"count": len(page.jobs), "jobs": page.jobs, "next_cursor": page.next_cursor})
+            _dump({"count": len(jobs), "jobs": jobs, "next_cursor": page.next_cursor})
             return 0
         header = ["JOB", "STATUS", "ATTEMPT", "QUEUE", "PIPELINE", "REPOSITORY", "CREATED"]
-        print("\n".join(_table([header] + [_job_row(j) for j in page.jobs], indent="")))
-        print(f"{len(page.jobs)} job(s)")
+        print("\n".join(_table([header] + [_job_row(j) for j in jobs], indent="")))
+        print(f"{len(jobs)} job(s)")
         if page.next_cursor:
             print(f"more: hookline jobs --cursor {page.next_cursor}")
         return 0
@@ -296,7 +293,8 @@ def cmd_job(args: argparse.Namespace) -> int:
         if job is None:
             print(f"hookline: error: no job with id {args.job_id!r}", file=sys.stderr)
             return 1
-        events = await job_history(redis, keys, args.job_id) if args.events else None
+        history = await job_history(redis, keys, args.job_id) if args.events else None
+        events = None if history is None else msgspec.to_builtins(history)
         if args.json:
             _dump({**job, "events": events} if args.events else job)
         else:
