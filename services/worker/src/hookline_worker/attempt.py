@@ -109,9 +109,15 @@ def ended_event(
     if attempt.stop_reason == "timeout":
         message = f"{attempt.runner.kind} ran longer than {spec.timeout:g}s"
         outcome = RunResult(False, error=JobError(type="Timeout", message=message))
-    common: dict[str, Any] = {"started_at": attempt.started_at, "duration": duration}
     if attempt.stop_reason == "canceled" or outcome is None:
-        return finished_event(attempt.job, attempt.attempt, worker, outcome="canceled", **common)
+        return finished_event(
+            attempt.job,
+            attempt.attempt,
+            worker,
+            outcome="canceled",
+            started_at=attempt.started_at,
+            duration=duration,
+        )
     return finished_event(
         attempt.job,
         attempt.attempt,
@@ -119,7 +125,8 @@ def ended_event(
         outcome="finished" if outcome.ok else "failed",
         result=outcome.result,
         error=outcome.error,
-        **common,
+        started_at=attempt.started_at,
+        duration=duration,
     )
 
 
@@ -180,16 +187,19 @@ class Attempts:
         """Append ``job.finished`` and acknowledge in one transaction, retrying while
         Redis is away: the job ran, so its end must not be lost to a blip."""
         op: Op = ("XADD", self.keys.job_finished, "*", EVENT_FIELD, encode(finished))
+        try:  # the usual case, without the cost of setting up the retry loop per job
+            await self.committer.submit([op], entry)
+        except UNAVAILABLE:
+            await self._record_retrying(op, entry)
+
+    async def _record_retrying(self, op: Op, entry: Entry) -> None:
         written = asyncio.Event()
 
         async def write() -> None:
             await self.committer.submit([op], entry)
             written.set()
 
-        try:  # the usual case, without the cost of setting up the retry loop per job
-            await write()
-        except UNAVAILABLE:
-            await retry_forever(write, stop=written, what="record")
+        await retry_forever(write, stop=written, what="record")
 
     def context(self, attempt: Attempt) -> JobContext:
         job = attempt.job

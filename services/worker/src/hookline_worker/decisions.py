@@ -70,18 +70,16 @@ def spec_problem(spec: JobSpec) -> str | None:
 
 
 def run_problem(pipeline: str, run: Run | None) -> str | None:
-    match run:
-        case None:
-            return f"unknown pipeline {pipeline!r}: no command and no handler"
-        case CommandRun(argv=argv):
-            if not argv or not argv[0]:
-                return f"pipeline {pipeline!r} has an empty command"
-            if any("\x00" in arg for arg in argv):
-                return f"pipeline {pipeline!r} has a NUL byte in its command"
-            return None
-        case HandlerRun(path=path):
-            if not HANDLER_PATH.match(path):
-                return f"handler {path!r} is not of the form 'package.module:function'"
-            return None
-        case _:
-            assert_never(run)
+    if isinstance(run, HandlerRun):  # isinstance, not match: on every job's path
+        if not HANDLER_PATH.match(run.path):
+            return f"handler {run.path!r} is not of the form 'package.module:function'"
+        return None
+    if isinstance(run, CommandRun):
+        if not run.argv or not run.argv[0]:
+            return f"pipeline {pipeline!r} has an empty command"
+        if any("\x00" in arg for arg in run.argv):
+            return f"pipeline {pipeline!r} has a NUL byte in its command"
+        return None
+    if run is None:
+        return f"unknown pipeline {pipeline!r}: no command and no handler"
+    assert_never(run)

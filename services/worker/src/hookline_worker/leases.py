@@ -63,26 +63,26 @@ class Leases:
 
     async def start(self, jobs: Sequence[Starting]) -> list[bool]:
         """Record ``job.started`` of each job unless its cancel marker covers it (then its
-        entry is acknowledged); all in one write. Whether each job was canceled."""
-        commands = [
-            START.command(
-                started=self.started,
-                cancel=job.cancel_key,
-                stream=job.entry.stream,
-                group=self.group,
-                field=EVENT_FIELD,
-                queued_attempt=job.queued_attempt,
-                entry_id=job.entry.entry_id,
-                event=job.event,
-            )
-            for job in jobs
-        ]
+        entry is acknowledged), in one script call. Whether each job was canceled."""
+        job_keys: list[str] = []
+        job_args: list[Any] = []
+        for job in jobs:
+            job_keys += (job.cancel_key, job.entry.stream)
+            job_args += (job.queued_attempt, job.entry.entry_id, job.event)
+        command = START.command(
+            started=self.started,
+            job_keys=job_keys,
+            group=self.group,
+            field=EVENT_FIELD,
+            job_args=job_args,
+        )
         try:
-            replies = await rawredis.send(self.redis, commands)
+            (reply,) = await rawredis.send(self.redis, [command])
         except NoScriptError:  # the script cache was flushed since this connection began
             await self.redis.script_load(START.source)
-            replies = await rawredis.send(self.redis, commands)
-        return [reply == 1 for reply in replies]
+            (reply,) = await rawredis.send(self.redis, [command])
+        canceled = {int(i) for i in reply or ()}
+        return [position in canceled for position in range(1, len(jobs) + 1)]
 
     async def renew(self, entries: Iterable[Entry]) -> list[tuple[str, str]]:
         """Reset the idle time of entries we own; the (stream, id) of those we lost."""
