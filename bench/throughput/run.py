@@ -35,14 +35,14 @@ from pathlib import Path
 
 import redis as redis_sync
 from hookline.embedded_redis import EmbeddedRedis, free_port
-from hookline.events import JobQueued, JobSpec, encode
+from hookline.events import HandlerRun, JobQueued, JobSpec, encode
 from hookline.keys import EVENT_FIELD, GROUP_WORKERS, Keys
 from hookline.samples import SAMPLES
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 PY = sys.executable
-NOOP_SPEC = JobSpec(pipeline="noop", handler="hookline_worker.demo:noop", timeout=60)
+NOOP_SPEC = JobSpec(pipeline="noop", run=HandlerRun(path="hookline_worker.demo:noop"), timeout=60)
 
 
 @dataclass

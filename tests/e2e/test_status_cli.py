@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from hookline.events import JobPurged, JobSpec, encode
+from hookline.events import CommandRun, JobPurged, JobSpec, encode
 from hookline.keys import EVENT_FIELD, Keys
 from hookline.records import CurrentJob, WorkerHeartbeat, to_hash
 from support.jobs import PATHS, history
@@ -248,7 +248,7 @@ def test_a_live_workers_jobs_read_back_through_the_api_and_info(
     status = ServiceProcess("status", env, tmp_path).start()
     services.append(status)
     services.append(ServiceProcess("worker", env, tmp_path, args=["--concurrency", "1"]).start())
-    spec = JobSpec(pipeline="gated", command=[sys.executable, "-c", GATED, str(gate)])
+    spec = JobSpec(pipeline="gated", run=CommandRun(argv=[sys.executable, "-c", GATED, str(gate)]))
     first, second = asyncio.run(_queue(redis_url, keys, spec, count=2))
 
     def running() -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from hookline.events import JobFinished, JobSpec
+from hookline.events import CommandRun, JobFinished, JobSpec
 from hookline.keys import Keys
 from support.processes import ServiceProcess
 from support.waiting import async_wait_until
@@ -56,7 +56,7 @@ async def test_a_command_writes_its_artifact_and_reads_its_payload_by_absolute_p
 ) -> None:
     started_in = Path.cwd()
     payload = b'{"name": "octo", "zen": "Keep it logically awesome."}'
-    spec = JobSpec(pipeline="copy", command=["sh", "-c", SCRIPT])
+    spec = JobSpec(pipeline="copy", run=CommandRun(argv=["sh", "-c", SCRIPT]))
     job_id = await queue_job(redis, keys, spec, payload=payload)
 
     done = await ended(redis, keys, job_id)

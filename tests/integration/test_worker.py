@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from hookline.events import JobFinished, JobSpec
+from hookline.events import CommandRun, HandlerRun, JobFinished, JobSpec
 from hookline.keys import DEFAULT_QUEUE, EVENT_FIELD, GROUP_WORKERS, Keys
 from hookline.metrics import CollectorRegistry, render
 from hookline.records import WorkerHeartbeat, from_hash
@@ -118,14 +118,17 @@ async def test_command_result_env_failure_and_cleanup(
         " 'cwd': os.getcwd(),"
         " 'payload': pathlib.Path(os.environ['HOOKLINE_PAYLOAD_FILE']).read_text()}))"
     )
-    spec = JobSpec(pipeline="py", command=[sys.executable, "-c", script], env={"EXTRA": "x y"})
+    spec = JobSpec(
+        pipeline="py", run=CommandRun(argv=[sys.executable, "-c", script]), env={"EXTRA": "x y"}
+    )
     good = await queue_job(redis, keys, spec, meta={"repository": "octo/cat"})
     failing = JobSpec(
-        pipeline="sh", command=["sh", "-c", "echo working; echo 'it broke' >&2; exit 3"]
+        pipeline="sh",
+        run=CommandRun(argv=["sh", "-c", "echo working; echo 'it broke' >&2; exit 3"]),
     )
     bad = await queue_job(redis, keys, failing)
     # A background process left behind must not keep the job (or its pipes) open.
-    stray = JobSpec(pipeline="stray", command=["sh", "-c", "sleep 60 & echo done"])
+    stray = JobSpec(pipeline="stray", run=CommandRun(argv=["sh", "-c", "sleep 60 & echo done"]))
     left = await queue_job(redis, keys, stray)
 
     result = (await wait_finished(redis, keys, good)).result
@@ -150,7 +153,11 @@ async def test_command_result_env_failure_and_cleanup(
     ("spec", "kind"),
     [
         (
-            JobSpec(pipeline="cmd", command=["sh", "-c", "trap '' TERM; sleep 30"], timeout=0.5),
+            JobSpec(
+                pipeline="cmd",
+                run=CommandRun(argv=["sh", "-c", "trap '' TERM; sleep 30"]),
+                timeout=0.5,
+            ),
             "command",
         ),
         (handler_spec("spin", timeout=0.5), "handler"),
@@ -182,8 +189,11 @@ async def test_poison_entries_are_dead_lettered_and_the_worker_carries_on(
     await redis.xadd(stream, {b"other": b"field"})
     await redis.xadd(stream, {EVENT_FIELD: b'{"type": "job.started", "job_id": 1}'})
     unknown = await queue_job(redis, keys, JobSpec(pipeline="ghost"))
-    missing = await queue_job(redis, keys, JobSpec(pipeline="gone", handler="nowhere.mod:fn"))
-    both = await queue_job(redis, keys, JobSpec(pipeline="both", handler="a:b", command=["x"]))
+    missing = await queue_job(
+        redis, keys, JobSpec(pipeline="gone", run=HandlerRun(path="nowhere.mod:fn"))
+    )
+    # The old shape of a spec (before ``run``) with both a command and a handler.
+    await redis.xadd(stream, {EVENT_FIELD: _old_shape(b'"command":["x"],"handler":"a:b"')})
     sneaky = await queue_job(redis, keys, handler_spec("echo"), job_id="../../etc")
     fine = await queue_job(redis, keys, handler_spec("echo"))
     await start_worker()
@@ -196,15 +206,57 @@ async def test_poison_entries_are_dead_lettered_and_the_worker_carries_on(
     assert "undecodable" in reasons
     assert "unknown pipeline 'ghost'" in reasons
     assert "cannot import handler 'nowhere.mod:fn'" in reasons
-    assert "both a command and a handler" in reasons
+    assert "needs exactly one of `command`" in reasons
     assert "job id '../../etc'" in reasons
     ended = await finished(redis, keys)
-    for job_id in (unknown, missing, both, sneaky):
+    for job_id in (unknown, missing, sneaky):
         (event,) = ended[job_id]
         assert event.outcome == "failed"
         assert event.error is not None
         assert (event.error.type, event.error.retryable) == ("InvalidPipeline", False)
     assert set((await started(redis, keys)).keys()) == {fine}  # none of them started
+    assert await pending(redis, keys) == 0
+
+
+def _old_shape(spec_fields: bytes, job_id: str = "old-shape") -> bytes:
+    """A ``job.queued`` entry as written before JobSpec had ``run`` (command/handler)."""
+    return (
+        b'{"type":"job.queued","v":1,"job_id":"%s","delivery_id":"d-%s","attempt":1,'
+        b'"spec":{"pipeline":"old","queue":"pipeline_tasks",%s,"timeout":60.0}}'
+        % (job_id.encode(), job_id.encode(), spec_fields)
+    )
+
+
+async def test_entries_of_the_old_spec_shape_still_run(
+    start_worker: Any, redis: aioredis.Redis, keys: Keys
+) -> None:
+    stream = keys.job_queued(DEFAULT_QUEUE)
+    handler = b'"command":null,"handler":"support.worker_pipelines:echo"'
+    await redis.xadd(stream, {EVENT_FIELD: _old_shape(handler, "old-handler")})
+    command = b'"command":["sh","-c","echo \'{\\"ran\\": 1}\'"],"handler":null'
+    await redis.xadd(stream, {EVENT_FIELD: _old_shape(command, "old-command")})
+    await start_worker(HOOKLINE_WORKER_CONCURRENCY="2")
+    by_handler = await wait_finished(redis, keys, "old-handler")
+    assert (by_handler.outcome, by_handler.result["job_id"]) == ("finished", "old-handler")
+    by_command = await wait_finished(redis, keys, "old-command")
+    assert (by_command.outcome, by_command.result) == ("finished", {"ran": 1})
+
+
+async def test_an_entry_nested_past_the_recursion_limit_is_dead_lettered(
+    start_worker: Any, redis: aioredis.Redis, keys: Keys
+) -> None:
+    """Decoding it raises RecursionError: set aside like any undecodable entry, never a
+    crash of the worker (that would bring it back to every worker, forever)."""
+    stream = keys.job_queued(DEFAULT_QUEUE)
+    deep = b'{"type":"job.queued","payload":' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    await redis.xadd(stream, {EVENT_FIELD: deep})
+    fine = await queue_job(redis, keys, handler_spec("echo"))
+    worker, _, task, _ = await start_worker()
+    assert (await wait_finished(redis, keys, fine)).outcome == "finished"
+    [letter] = await dead_letters(redis, keys)
+    assert "RecursionError" in letter.reason
+    assert not task.done()
+    assert worker.redis_ok
     assert await pending(redis, keys) == 0
 
 
@@ -254,7 +306,7 @@ async def test_cancel_stops_a_running_job_within_a_second(
     meta = {"wait_file": str(tmp_path / "never")}
     by_pubsub = await queue_job(redis, keys, handler_spec("async_wait_for_file"), meta=meta)
     by_poll = await queue_job(
-        redis, keys, JobSpec(pipeline="cmd", command=["sleep", "30"]), meta=meta
+        redis, keys, JobSpec(pipeline="cmd", run=CommandRun(argv=["sleep", "30"])), meta=meta
     )
     await async_wait_until(lambda: _true(len(worker.running) == 2), what="2 running jobs")
     loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ import msgspec
 import redis.asyncio as aioredis
 from hookline.events import (
     DeadLetter,
+    HandlerRun,
     JobFinished,
     JobQueued,
     JobSpec,
@@ -20,7 +21,7 @@ from hookline.keys import DEFAULT_QUEUE, EVENT_FIELD, Keys
 
 
 def handler_spec(name: str, **fields: Any) -> JobSpec:
-    return JobSpec(pipeline=name, handler=f"support.worker_pipelines:{name}", **fields)
+    return JobSpec(pipeline=name, run=HandlerRun(path=f"support.worker_pipelines:{name}"), **fields)
 
 
 async def queue_job(

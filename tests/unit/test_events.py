@@ -4,7 +4,16 @@ from pathlib import Path
 import msgspec
 import pytest
 from hookline import events
-from hookline.events import JobFinished, JobQueued, JobSpec, WebhookReceived, decode, encode
+from hookline.events import (
+    CommandRun,
+    HandlerRun,
+    JobFinished,
+    JobQueued,
+    JobSpec,
+    WebhookReceived,
+    decode,
+    encode,
+)
 
 GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.json"))
 
@@ -68,3 +77,26 @@ def test_outcome_is_one_of_the_known_values() -> None:
         job_id="j", delivery_id="d", attempt=1, outcome="skipped", reason="no route"
     )
     assert decode(encode(finished)) == finished
+
+
+def test_the_old_spec_shape_is_upcast_to_run_at_decode_time() -> None:
+    golden = Path(__file__).parent / "golden"
+    old = decode((golden / "job.queued.v1.json").read_bytes())
+    new = decode((golden / "job.queued.v1.run.json").read_bytes())
+    command = decode((golden / "job.queued.v1.command.json").read_bytes())
+    assert isinstance(old, JobQueued)
+    assert isinstance(new, JobQueued)
+    assert isinstance(command, JobQueued)
+    assert old.spec == new.spec
+    assert old.spec.run == HandlerRun(path="hookline_worker.demo:summarize")
+    assert command.spec.run == CommandRun(argv=["render", "Codertocat/Hello-World", "main"])
+    assert b'"handler":' not in encode(old)  # written again in the new shape only
+    assert b'"command":' not in encode(command)
+
+
+def test_an_old_spec_with_both_a_command_and_a_handler_does_not_decode() -> None:
+    data = (Path(__file__).parent / "golden" / "job.queued.v1.json").read_bytes()
+    both = data.replace(b'"command":null', b'"command":["x"]')
+    with pytest.raises(msgspec.ValidationError, match="exactly one of"):
+        decode(both)
+    assert JobSpec(pipeline="p").run is None  # nothing to run: the worker refuses it

@@ -41,3 +41,10 @@ def test_a_missing_or_unknown_argument_is_refused(values: dict[str, object]) -> 
 def test_a_script_without_a_proper_header_is_refused(source: str) -> None:
     with pytest.raises(ScriptError):
         Script("t:bad", source)
+
+
+def test_a_variadic_keys_tail_follows_the_named_keys() -> None:
+    source = "-- Batch.\n-- KEYS: out\n-- KEYS*: more\n-- ARGV: a\n-- ARGV*: rest\nreturn 1\n"
+    script = Script("t:batch", source)
+    command = script.command(out="o", more=["k1", "k2"], a=1, rest=["x"])
+    assert command == ("EVALSHA", script.sha, 3, "o", "k1", "k2", 1, "x")

@@ -2,6 +2,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hookline.events import CommandRun
 from hookline.github import extract_meta
 from hookline_dispatcher.config import DEFAULT_CONFIG
 from hookline_dispatcher.configfile import parse_config
@@ -193,20 +194,22 @@ def test_routes_of_a_real_config(event: str, data: dict[str, object], expected: 
 def test_a_command_template_is_filled_from_the_push() -> None:
     decision = routed("push", load("push", "with-new-branch.payload.json"))
     assert isinstance(decision, Routed)
-    assert decision.spec.command == [
-        "build",
-        "https://github.com/Codertocat/Hello-World.git",
-        "--sha",
-        "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
-        "--branch=master",
-    ]
+    assert decision.spec.run == CommandRun(
+        argv=[
+            "build",
+            "https://github.com/Codertocat/Hello-World.git",
+            "--sha",
+            "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+            "--branch=master",
+        ]
+    )
     assert decision.spec.not_before is None
 
 
 def test_a_release_fills_its_tag() -> None:
     decision = routed("release", load("release", "published.payload.json"))
     assert isinstance(decision, Routed)
-    assert decision.spec.command == ["publish", "Codertocat/Hello-World", "0.0.1"]
+    assert decision.spec.run == CommandRun(argv=["publish", "Codertocat/Hello-World", "0.0.1"])
 
 
 def test_a_pipeline_delay_sets_not_before() -> None:

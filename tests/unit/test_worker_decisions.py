@@ -6,17 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hookline.events import JobSpec
+from hookline.events import CommandRun, HandlerRun, JobSpec
 from hookline_worker import decisions
 from hookline_worker.context import JobContext
-from hookline_worker.runner import (
-    MAX_RESULT_BYTES,
-    OUTPUT_TAIL_BYTES,
-    checked_result,
-    command_env,
-    command_outcome,
-    result_from_stdout,
-)
+from hookline_worker.runners.command import command_env, command_outcome, result_from_stdout
+from hookline_worker.runners.result import MAX_RESULT_BYTES, OUTPUT_TAIL_BYTES, checked_result
 
 
 @pytest.mark.parametrize(
@@ -64,16 +58,18 @@ def test_lease_periods(lease: float, renew: float, claim: float) -> None:
 @pytest.mark.parametrize(
     ("spec", "problem"),
     [
-        (JobSpec(pipeline="p", handler="pkg.mod:fn"), None),
-        (JobSpec(pipeline="p", command=["make", "all"]), None),
+        (JobSpec(pipeline="p", run=HandlerRun(path="pkg.mod:fn")), None),
+        (JobSpec(pipeline="p", run=CommandRun(argv=["make", "all"])), None),
         (JobSpec(pipeline="p"), "unknown pipeline 'p'"),
-        (JobSpec(pipeline="p", handler="a:b", command=["x"]), "both a command and a handler"),
-        (JobSpec(pipeline="p", command=[]), "empty command"),
-        (JobSpec(pipeline="p", command=[""]), "empty command"),
-        (JobSpec(pipeline="p", command=["a\x00b"]), "NUL byte"),
-        (JobSpec(pipeline="p", handler="no_colon"), "not of the form"),
-        (JobSpec(pipeline="p", handler="pkg.mod:fn", timeout=0), "timeout 0"),
-        (JobSpec(pipeline="p", command=["x"], env={"A=B": "1"}), "invalid environment"),
+        (JobSpec(pipeline="p", run=CommandRun(argv=[])), "empty command"),
+        (JobSpec(pipeline="p", run=CommandRun(argv=[""])), "empty command"),
+        (JobSpec(pipeline="p", run=CommandRun(argv=["a\x00b"])), "NUL byte"),
+        (JobSpec(pipeline="p", run=HandlerRun(path="no_colon")), "not of the form"),
+        (JobSpec(pipeline="p", run=HandlerRun(path="pkg.mod:fn"), timeout=0), "timeout 0"),
+        (
+            JobSpec(pipeline="p", run=CommandRun(argv=["x"]), env={"A=B": "1"}),
+            "invalid environment",
+        ),
     ],
 )
 def test_spec_problems(spec: JobSpec, problem: str | None) -> None:
@@ -152,7 +148,7 @@ def test_command_env_drops_worker_secrets_and_adds_the_job() -> None:
         "GITHUB_WEBHOOK_SECRET": "s",
         "HOOKLINE_WORKER_NAME": "w",
     }
-    env = command_env(base, JobSpec(pipeline="p", command=["x"], env={"PATH": "/opt"}), ctx)
+    env = command_env(base, {"PATH": "/opt"}, ctx)
     assert env["PATH"] == "/opt"
     assert "REDIS_URL" not in env
     assert "GITHUB_WEBHOOK_SECRET" not in env

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from hookline_worker.context import JobContext
-from hookline_worker.runner import DaemonThreads, in_daemon_thread
+from hookline_worker.runners.threads import DaemonThreads, in_daemon_thread
 
 
 def _ctx(i: int = 0) -> JobContext:
@@ -66,7 +66,7 @@ async def test_a_cancelled_job_is_interrupted_and_its_thread_serves_the_next() -
 
 async def test_an_idle_pool_thread_ends_after_idle_exit() -> None:
     pool = DaemonThreads(max_idle=1, idle_exit=0.05)
-    from hookline_worker.runner import _Job
+    from hookline_worker.runners.threads import _Job
 
     loop = asyncio.get_running_loop()
     done: asyncio.Future[object] = loop.create_future()

@@ -7,6 +7,7 @@ class and upcasts the old one at decode time, so handlers see one shape.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -46,13 +47,51 @@ class Backoff(msgspec.Struct, frozen=True, kw_only=True):
     cap: float = 600.0
 
 
-class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """What a job runs and under which policy; resolved by the dispatcher from its routes."""
+# A handler is named by import path, ``package.module:function`` (checked by the
+# dispatcher's config and by the worker before it imports anything).
+HANDLER_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+class CommandRun(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="command"):
+    """Run ``argv`` (already filled from the event) as a subprocess, no shell."""
+
+    argv: list[str]
+
+
+class HandlerRun(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="handler"):
+    """Call the Python callable at ``path`` (``package.module:function``)."""
+
+    path: str
+
+
+# What a pipeline runs. A new kind of pipeline is one more Struct here (with its tag),
+# one runner in the worker and one branch of the dispatcher's config.
+Run = CommandRun | HandlerRun
+
+
+def run_of(command: list[str] | None, handler: str | None) -> Run:
+    """The run of a pipeline given as a ``command`` or a ``handler``: exactly one of them
+    (the rule of the config file, and of the old JobSpec shape on the wire)."""
+    if command is not None and handler is None:
+        return CommandRun(argv=command)
+    if handler is not None and command is None:
+        return HandlerRun(path=handler)
+    raise ValueError(
+        "needs exactly one of `command` (an argv list) or `handler` ('module:function')"
+    )
+
+
+class JobSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What a job runs (``run``; None: nothing, which the worker refuses) and under which
+    policy; resolved by the dispatcher from its routes.
+
+    Entries written before ``run`` existed carry ``command`` / ``handler`` instead; they
+    are upcast here, at decode time, so every reader sees ``run`` only. The two old
+    fields are never written again (None, omitted)."""
 
     pipeline: str
     queue: str = DEFAULT_QUEUE
-    command: list[str] | None = None
-    handler: str | None = None
+    run: Run | None = None
     timeout: float = 1800.0
     env: dict[str, str] = msgspec.field(default_factory=dict)
     retries: int = 3
@@ -61,6 +100,16 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     result_ttl: float = 86400.0
     failure_ttl: float = 604800.0
     not_before: datetime | None = None
+    old_command: list[str] | None = msgspec.field(default=None, name="command")
+    old_handler: str | None = msgspec.field(default=None, name="handler")
+
+    def __post_init__(self) -> None:
+        if self.old_command is not None or self.old_handler is not None:
+            # A ValueError here is a msgspec.ValidationError to the decoder: poison.
+            run = run_of(self.old_command, self.old_handler)
+            msgspec.structs.force_setattr(self, "run", run)
+            msgspec.structs.force_setattr(self, "old_command", None)
+            msgspec.structs.force_setattr(self, "old_handler", None)
 
 
 class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,6 +7,7 @@ arguments, in order::
     -- KEYS: marker, stream
     -- ARGV: value, ttl_ms, field, data
     -- ARGV*: rest        (optional: a variadic tail, passed as a sequence)
+    -- KEYS*: more        (optional: a variadic tail of keys, after the named ones)
 
 A :class:`Script` is called with keyword arguments of those names, never a positional
 list. It runs by EVALSHA. Scripts are loaded once per connection, as the connection is
@@ -44,7 +45,7 @@ class Script:
         self.name = name
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
-        self.keys, self.argv, self.tail = _parse_header(name, source)
+        self.keys, self.argv, self.tail, self.keys_tail = _parse_header(name, source)
         _REGISTRY[self.sha] = self
 
     @classmethod
@@ -55,12 +56,15 @@ class Script:
 
     def command(self, **values: Any) -> Op:
         """The EVALSHA command for these arguments (for a pipeline or a transaction)."""
-        expected = {*self.keys, *self.argv, *([self.tail] if self.tail else [])}
+        tails = [t for t in (self.tail, self.keys_tail) if t]
+        expected = {*self.keys, *self.argv, *tails}
         if set(values) != expected:
             missing = sorted(expected - set(values))
             extra = sorted(set(values) - expected)
             raise ScriptError(f"{self.name}: missing {missing}, unexpected {extra}")
         keys = [values[k] for k in self.keys]
+        if self.keys_tail:
+            keys.extend(values[self.keys_tail])
         argv = [values[a] for a in self.argv]
         if self.tail:
             tail: Sequence[Any] = values[self.tail]
@@ -77,8 +81,10 @@ class Script:
             return await redis.execute_command(*command)
 
 
-def _parse_header(name: str, source: str) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
-    found: dict[str, list[str]] = {"KEYS": [], "ARGV": [], "ARGV*": []}
+def _parse_header(
+    name: str, source: str
+) -> tuple[tuple[str, ...], tuple[str, ...], str | None, str | None]:
+    found: dict[str, list[str]] = {"KEYS": [], "ARGV": [], "ARGV*": [], "KEYS*": []}
     seen_keys = False
     for line in source.splitlines():
         if not line.startswith("--"):
@@ -91,13 +97,18 @@ def _parse_header(name: str, source: str) -> tuple[tuple[str, ...], tuple[str, .
         found[kind + star].extend(n.strip() for n in names.split(",") if n.strip())
     if not seen_keys:
         raise ScriptError(f"{name}: the header names no KEYS (a '-- KEYS: a, b' line)")
-    tail = found["ARGV*"]
-    if len(tail) > 1 or (tail and found["KEYS"] and tail[0] in found["KEYS"]):
-        raise ScriptError(f"{name}: at most one variadic ARGV* name")
-    names = [*found["KEYS"], *found["ARGV"], *tail]
+    tail, keys_tail = found["ARGV*"], found["KEYS*"]
+    if len(tail) > 1 or len(keys_tail) > 1:
+        raise ScriptError(f"{name}: at most one variadic ARGV* and one KEYS* name")
+    names = [*found["KEYS"], *found["ARGV"], *tail, *keys_tail]
     if len(set(names)) != len(names):
         raise ScriptError(f"{name}: a name appears twice in the header")
-    return tuple(found["KEYS"]), tuple(found["ARGV"]), (tail[0] if tail else None)
+    return (
+        tuple(found["KEYS"]),
+        tuple(found["ARGV"]),
+        (tail[0] if tail else None),
+        (keys_tail[0] if keys_tail else None),
+    )
 
 
 async def load_on_connect(connection: AbstractConnection) -> None:

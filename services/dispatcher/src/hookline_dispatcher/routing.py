@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Literal
 
-from hookline.events import Backoff, JobSpec, Meta
+from hookline.events import Backoff, JobSpec, Meta, run_of
 from msgspec.structs import replace
 
 from hookline_dispatcher.config import Pipeline, Route, RoutingConfig
@@ -130,8 +130,10 @@ def build_spec(
     return JobSpec(
         pipeline=name,
         queue=pipeline.queue,
-        command=fill_template(pipeline.command, meta) if pipeline.command else None,
-        handler=pipeline.handler,
+        run=run_of(
+            fill_template(pipeline.command, meta) if pipeline.command is not None else None,
+            pipeline.handler,
+        ),
         timeout=float(pipeline.timeout),
         env=dict(pipeline.env),
         retries=pipeline.retries,

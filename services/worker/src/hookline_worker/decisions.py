@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import assert_never
 
-from hookline.events import JobSpec
+from hookline.events import HANDLER_PATH, CommandRun, HandlerRun, JobSpec, Run
 
 # Job ids name folders (work dir, artifacts): keep them to a safe, path-free shape.
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-_HANDLER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 def run_attempt(queued_attempt: int, deliveries: int) -> int:
@@ -60,19 +60,26 @@ def job_id_problem(job_id: str) -> str | None:
 
 def spec_problem(spec: JobSpec) -> str | None:
     """Why a job's spec cannot be run, or None. Such a job is dead-lettered unrun."""
-    if spec.command is not None and spec.handler is not None:
-        return f"pipeline {spec.pipeline!r} has both a command and a handler"
-    if spec.command is None and spec.handler is None:
-        return f"unknown pipeline {spec.pipeline!r}: no command and no handler"
-    if spec.command is not None:
-        if not spec.command or not spec.command[0]:
-            return f"pipeline {spec.pipeline!r} has an empty command"
-        if any("\x00" in arg for arg in spec.command):
-            return f"pipeline {spec.pipeline!r} has a NUL byte in its command"
-    if spec.handler is not None and not _HANDLER.match(spec.handler):
-        return f"handler {spec.handler!r} is not of the form 'package.module:function'"
+    if (problem := run_problem(spec.pipeline, spec.run)) is not None:
+        return problem
     if not spec.timeout > 0:
         return f"pipeline {spec.pipeline!r} has timeout {spec.timeout!r}; must be > 0"
     if any("\x00" in k or "=" in k or not k or "\x00" in v for k, v in spec.env.items()):
         return f"pipeline {spec.pipeline!r} has an invalid environment variable"
     return None
+
+
+def run_problem(pipeline: str, run: Run | None) -> str | None:
+    if isinstance(run, HandlerRun):  # isinstance, not match: on every job's path
+        if not HANDLER_PATH.match(run.path):
+            return f"handler {run.path!r} is not of the form 'package.module:function'"
+        return None
+    if isinstance(run, CommandRun):
+        if not run.argv or not run.argv[0]:
+            return f"pipeline {pipeline!r} has an empty command"
+        if any("\x00" in arg for arg in run.argv):
+            return f"pipeline {pipeline!r} has a NUL byte in its command"
+        return None
+    if run is None:
+        return f"unknown pipeline {pipeline!r}: no command and no handler"
+    assert_never(run)

@@ -9,67 +9,42 @@ without finishing a job sets the entry's idle time far past any lease timeout.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from hookline import clock
+from hookline.keys import EVENT_FIELD
+from hookline.lua import Script
 from hookline.redis_client import Redis
 from hookline.streams import Entry
+from hookline.text import text
+from redis.exceptions import NoScriptError
 
-from hookline_worker.rawredis import Script
+from hookline_worker import rawredis
+from hookline_worker.attempt import Attempt
+from hookline_worker.periodic import periodically
+
+RENEW = Script.load("hookline_worker", "renew")
+HAND_BACK = Script.load("hookline_worker", "hand_back")
+START = Script.load("hookline_worker", "start")
 
 # Far past any lease timeout, yet below the current time in ms (Redis would clamp a
 # larger idle time to zero).
 HANDED_BACK_IDLE_MS = 10**10
+_PAGE = 1000
 
-# Renew the leases we still own; return the ids another consumer has taken over (or
-# that are no longer pending at all), so their runs can stop.
-#   KEYS[1] stream  ARGV[1] group  ARGV[2] consumer  ARGV[3..] entry ids
-RENEW = """
-local lost = {}
-for i = 3, #ARGV do
-  local mine = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
-  if #mine == 0 then
-    lost[#lost + 1] = ARGV[i]
-  else
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
-  end
-end
-return lost
-"""
 
-# Hand back the entries we still own: idle far past any lease, so the next claim pass
-# of any live worker takes them (the delivery count is left as it is).
-#   KEYS[1] stream  ARGV[1] group  ARGV[2] consumer  ARGV[3] idle ms  ARGV[4..] entry ids
-HAND_BACK = """
-local n = 0
-for i = 4, #ARGV do
-  local mine = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
-  if #mine > 0 then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
-    n = n + 1
-  end
-end
-return n
-"""
+@dataclass(frozen=True, slots=True)
+class Starting:
+    """One job to start: its entry, the attempt it was queued as, its cancel marker and
+    its encoded ``job.started``."""
 
-# Start a batch in one step: per job, if its cancel marker covers the queued attempt,
-# acknowledge the entry and write nothing (the canceller recorded the outcome); else
-# append its job.started. Returns the 1-based positions of the canceled jobs.
-#   KEYS[1] job.started  KEYS[2i] cancel marker of job i  KEYS[2i+1] its queue stream
-#   ARGV[1] group  ARGV[2] event field  ARGV[3i..3i+2] queued attempt, entry id, event
-START = """
-local canceled = {}
-for i = 1, (#KEYS - 1) / 2 do
-  local marker = tonumber(redis.call('GET', KEYS[2 * i]) or '')
-  if marker and marker >= tonumber(ARGV[3 * i]) then
-    redis.call('XACK', KEYS[2 * i + 1], ARGV[1], ARGV[3 * i + 1])
-    canceled[#canceled + 1] = i
-  else
-    redis.call('XADD', KEYS[1], '*', ARGV[2], ARGV[3 * i + 2])
-  end
-end
-return canceled
-"""
+    entry: Entry
+    queued_attempt: int
+    cancel_key: str
+    event: bytes
 
 
 def by_stream(entries: Iterable[Entry]) -> dict[str, list[str]]:
@@ -79,55 +54,104 @@ def by_stream(entries: Iterable[Entry]) -> dict[str, list[str]]:
     return grouped
 
 
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class Leases:
-    def __init__(self, redis: Redis, group: str, consumer: str) -> None:
+    def __init__(self, redis: Redis, group: str, consumer: str, started: str) -> None:
         self.redis = redis
         self.group = group
         self.consumer = consumer
-        self._renew = redis.register_script(RENEW)
-        self._hand_back = redis.register_script(HAND_BACK)
-        self._start = Script(START)
+        self.started = started
 
-    async def start(self, keys: list[Any], args: list[Any]) -> list[int]:
-        """Run START (see above); the 1-based positions of canceled jobs."""
-        return [int(i) for i in await self._start(self.redis, keys, args) or ()]
+    async def start(self, jobs: Sequence[Starting]) -> list[bool]:
+        """Record ``job.started`` of each job unless its cancel marker covers it (then its
+        entry is acknowledged), in one script call. Whether each job was canceled."""
+        job_keys: list[str] = []
+        job_args: list[Any] = []
+        for job in jobs:
+            job_keys += (job.cancel_key, job.entry.stream)
+            job_args += (job.queued_attempt, job.entry.entry_id, job.event)
+        command = START.command(
+            started=self.started,
+            job_keys=job_keys,
+            group=self.group,
+            field=EVENT_FIELD,
+            job_args=job_args,
+        )
+        try:
+            (reply,) = await rawredis.send(self.redis, [command])
+        except NoScriptError:  # the script cache was flushed since this connection began
+            await self.redis.script_load(START.source)
+            (reply,) = await rawredis.send(self.redis, [command])
+        canceled = {int(i) for i in reply or ()}
+        return [position in canceled for position in range(1, len(jobs) + 1)]
 
     async def renew(self, entries: Iterable[Entry]) -> list[tuple[str, str]]:
         """Reset the idle time of entries we own; the (stream, id) of those we lost."""
         lost: list[tuple[str, str]] = []
         for stream, ids in by_stream(entries).items():
-            reply = await self._renew(keys=[stream], args=[self.group, self.consumer, *ids])
-            lost.extend((stream, _s(eid)) for eid in reply or ())
+            reply = await RENEW(
+                self.redis, stream=stream, group=self.group, consumer=self.consumer, ids=ids
+            )
+            lost.extend((stream, text(eid)) for eid in reply or ())
         return lost
 
-    async def hand_back(self, entries: Iterable[Entry]) -> int:
-        """Make entries we will not finish claimable by other workers at once (they stay
-        unacknowledged; only entries still pending for us are touched)."""
-        handed = 0
-        for stream, ids in by_stream(entries).items():
-            args: list[str | int] = [self.group, self.consumer, HANDED_BACK_IDLE_MS, *ids]
-            handed += int(await self._hand_back(keys=[stream], args=args))
-        return handed
-
     async def hand_back_all(self, streams: Iterable[str]) -> int:
-        """Hand back every entry pending for this consumer on ``streams``."""
+        """Make every entry pending for this consumer on ``streams`` claimable by other
+        workers at once (they stay unacknowledged)."""
         handed = 0
         for stream in streams:
             after = "-"
             while True:
                 mine = await self.redis.xpending_range(
-                    stream, self.group, min=after, max="+", count=1000, consumername=self.consumer
+                    stream, self.group, min=after, max="+", count=_PAGE, consumername=self.consumer
                 )
-                ids = [_s(p["message_id"]) for p in mine]
+                ids = [text(p["message_id"]) for p in mine]
                 if not ids:
                     break
                 after = f"({ids[-1]}"
-                args: list[str | int] = [self.group, self.consumer, HANDED_BACK_IDLE_MS, *ids]
-                handed += int(await self._hand_back(keys=[stream], args=args))
-                if len(ids) < 1000:
+                handed += int(
+                    await HAND_BACK(
+                        self.redis,
+                        stream=stream,
+                        group=self.group,
+                        consumer=self.consumer,
+                        idle_ms=HANDED_BACK_IDLE_MS,
+                        ids=ids,
+                    )
+                )
+                if len(ids) < _PAGE:
                     break
         return handed
+
+
+class LeaseKeeper:
+    """Renews the leases of running attempts; stops an attempt whose lease another
+    worker took over (it will run there as a new attempt)."""
+
+    def __init__(
+        self,
+        leases: Leases,
+        attempts: Callable[[], Collection[Attempt]],
+        every: float,
+        *,
+        log: Any,
+        monotonic: Callable[[], float] = clock.monotonic,
+    ) -> None:
+        self.leases = leases
+        self.attempts = attempts
+        self.every = every
+        self.log = log
+        self.monotonic = monotonic
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await periodically(self.renew, every=self.every, stop=stop, what="leases", log=self.log)
+
+    async def renew(self) -> None:
+        cutoff = self.monotonic() - self.every / 2  # younger ones were just delivered
+        held = {a.key: a for a in self.attempts() if not a.recording and a.clock < cutoff}
+        if not held:
+            return
+        for key in await self.leases.renew(a.entry for a in held.values()):
+            attempt = held.get(key)
+            if attempt is not None and not attempt.recording:
+                self.log.warning("lease_lost", job_id=attempt.job.job_id, attempt=attempt.attempt)
+                attempt.stop("lease_lost")

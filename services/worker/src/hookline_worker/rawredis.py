@@ -4,19 +4,19 @@ Profiling the worker stage showed redis-py's pure-Python command packing as the
 largest cost per job (about a third of the worker's CPU): every job adds ~10 command
 arguments between its ``job.started`` and its ``job.finished`` + XACK. hiredis (already
 a dependency) packs them in C; the whole transaction goes out in one write on one
-pooled connection and the replies are read back in order.
+pooled connection and the replies are read back in order. Scripts sent this way are
+``hookline.lua.Script.command()`` EVALSHAs (loaded as each connection is made).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 import hiredis
 from hookline.redis_client import Redis
 from hookline.streams import Acks, Op
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 _pack = hiredis.pack_command
 
@@ -63,20 +63,3 @@ async def commit(redis: Redis, ops: Sequence[Op], acks: Acks | None = None) -> l
         if isinstance(result, ResponseError):
             raise result
     return list(results[: len(ops)])
-
-
-class Script:
-    """A Lua script run by EVALSHA (loaded once, again after a SCRIPT FLUSH)."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    async def __call__(self, redis: Redis, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        command = ("EVALSHA", self.sha, len(keys), *keys, *args)
-        try:
-            (reply,) = await send(redis, [command])
-        except NoScriptError:
-            await redis.script_load(self.source)
-            (reply,) = await send(redis, [command])
-        return reply

@@ -49,34 +49,36 @@ class WorkerSettings(BaseSettings, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0 <= self.port < 65536:
-            raise ConfigError("HOOKLINE_WORKER_PORT", f"{self.port} is not a TCP port")
-        if not self.queues:
-            raise ConfigError("HOOKLINE_WORKER_QUEUES", "name at least one queue")
-        for queue in self.queues:
-            try:
-                check_name("queue", queue)
-            except ValueError as exc:
-                raise ConfigError("HOOKLINE_WORKER_QUEUES", str(exc)) from None
-        if self.concurrency < 1:
-            raise ConfigError("HOOKLINE_WORKER_CONCURRENCY", "must be at least 1")
-        if self.batch < 1:
-            raise ConfigError("HOOKLINE_WORKER_BATCH", "must be at least 1")
-        if self.max_deliveries < 1:
-            raise ConfigError("HOOKLINE_WORKER_MAX_DELIVERIES", "must be at least 1")
-        if self.lease_timeout < 0.3:
-            raise ConfigError("HOOKLINE_WORKER_LEASE_TIMEOUT", "must be at least 0.3s")
-        if self.worker_ttl < 0.3:
-            raise ConfigError("HOOKLINE_WORKER_TTL", "must be at least 0.3s")
-        if self.shutdown_timeout < 0:
-            raise ConfigError("HOOKLINE_WORKER_SHUTDOWN_TIMEOUT", "must not be negative")
-        if self.kill_grace < 0:
-            raise ConfigError("HOOKLINE_WORKER_KILL_GRACE", "must not be negative")
+        for env, problem in self._problems():
+            raise ConfigError(env, problem)
+
+    def _problems(self) -> list[tuple[str, str]]:
+        """Every bad value, as (variable, problem); the first one stops the start."""
+        limits = [
+            ("HOOKLINE_WORKER_PORT", 0 <= self.port < 65536, f"{self.port} is not a TCP port"),
+            ("HOOKLINE_WORKER_QUEUES", bool(self.queues), "name at least one queue"),
+            ("HOOKLINE_WORKER_CONCURRENCY", self.concurrency >= 1, "must be at least 1"),
+            ("HOOKLINE_WORKER_BATCH", self.batch >= 1, "must be at least 1"),
+            ("HOOKLINE_WORKER_MAX_DELIVERIES", self.max_deliveries >= 1, "must be at least 1"),
+            ("HOOKLINE_WORKER_LEASE_TIMEOUT", self.lease_timeout >= 0.3, "must be at least 0.3s"),
+            ("HOOKLINE_WORKER_TTL", self.worker_ttl >= 0.3, "must be at least 0.3s"),
+            (
+                "HOOKLINE_WORKER_SHUTDOWN_TIMEOUT",
+                self.shutdown_timeout >= 0,
+                "must not be negative",
+            ),
+            ("HOOKLINE_WORKER_KILL_GRACE", self.kill_grace >= 0, "must not be negative"),
+        ]
+        found = [(env, problem) for env, ok, problem in limits if not ok]
+        names = [("HOOKLINE_WORKER_QUEUES", "queue", q) for q in self.queues]
         if self.name:
+            names.append(("HOOKLINE_WORKER_NAME", "worker name", self.name))
+        for env, what, value in names:
             try:
-                check_name("worker name", self.name)
+                check_name(what, value)
             except ValueError as exc:
-                raise ConfigError("HOOKLINE_WORKER_NAME", str(exc)) from None
+                found.append((env, str(exc)))
+        return found
 
     @property
     def worker_name(self) -> str:
