@@ -6,25 +6,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hookline.embedded_redis import free_port
-from support.deploy import DEPLOY, PORT_VARS, REPO, SERVICES, dockerfile_instructions
+from support.deploy import DEPLOY, PORT_VARS, REPO, SERVICES, dockerfile_instructions, uv
 from support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def uv() -> list[str]:
-    found = shutil.which("uv")
-    if found:
-        return [found]
-    python = shutil.which("python3") or sys.executable
-    return [python, "-m", "uv"]
 
 
 def build_steps(service: str) -> tuple[list[list[str]], dict[str, str]]:

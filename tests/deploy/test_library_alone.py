@@ -9,9 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.deploy import REPO
-
-from tests.deploy.test_image_build import uv
+from support.deploy import REPO, uv
 
 pytestmark = pytest.mark.e2e
 

@@ -15,21 +15,22 @@ from hookline_status.documents import JobView
 from hookline_status.projection import project
 from hookline_status.store import APPLY, apply_ops, snapshot, sweep_expired
 from hookline_status.view_keys import view_keys
-from support.jobs import PATHS, at, history
-from support.views import fold, project_into
-
-from tests.unit.test_projection import (
+from support.jobs import (
     DEFERRED_2,
     FAILED_1,
     FINISHED_2,
     HISTORY,
+    PATHS,
     QUEUED_1,
     QUEUED_2,
     RECEIVED,
     SKIPPED,
     STARTED_1,
     STARTED_2,
+    at,
+    history,
 )
+from support.views import fold, project_into
 
 _strict = msgspec.json.Decoder(JobView)
 

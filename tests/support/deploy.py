@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import redis
@@ -192,3 +193,12 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
         word, _, rest = line.partition(" ")
         out.append((word.upper(), rest.strip()))
     return out
+
+
+def uv() -> list[str]:
+    """The uv command: on PATH, else the module of the Python that runs the tests."""
+    found = shutil.which("uv")
+    if found:
+        return [found]
+    python = shutil.which("python3") or sys.executable
+    return [python, "-m", "uv"]

@@ -9,6 +9,7 @@ from hookline.events import (
     JobDeferred,
     JobError,
     JobFinished,
+    JobPurged,
     JobQueued,
     JobSpec,
     JobStarted,
@@ -117,3 +118,50 @@ def history(
 
 
 PATHS = ("finish", "fail", "retry-then-finish", "cancel", "skip", "running")
+
+
+# One job that fails once, is retried and finishes: the events by name.
+IDS = {"job_id": "j1", "delivery_id": "d1"}
+
+
+RECEIVED = WebhookReceived(**IDS, event="push", repository="o/r", occurred_at=at(0))
+QUEUED_1 = JobQueued(
+    **IDS, attempt=1, spec=JobSpec(pipeline="demo"), occurred_at=at(1), created_at=at(0)
+)
+STARTED_1 = JobStarted(
+    **IDS, attempt=1, queue="pipeline_tasks", pipeline="demo", worker="w1", occurred_at=at(2)
+)
+FAILED_1 = JobFinished(
+    **IDS,
+    attempt=1,
+    outcome="failed",
+    worker="w1",
+    error=JobError(type="Boom", message="no"),
+    occurred_at=at(3),
+)
+DEFERRED_2 = JobDeferred(
+    **IDS,
+    attempt=2,
+    queue="pipeline_tasks",
+    pipeline="demo",
+    not_before=at(10),
+    occurred_at=at(3.5),
+)
+QUEUED_2 = JobQueued(**IDS, attempt=2, spec=JobSpec(pipeline="demo"), occurred_at=at(10))
+STARTED_2 = JobStarted(
+    **IDS, attempt=2, queue="pipeline_tasks", pipeline="demo", worker="w2", occurred_at=at(11)
+)
+FINISHED_2 = JobFinished(
+    **IDS,
+    attempt=2,
+    outcome="finished",
+    worker="w2",
+    result={"ok": True},
+    started_at=at(11),
+    occurred_at=at(12),
+)
+SKIPPED = JobFinished(**IDS, attempt=0, outcome="skipped", reason="no route", occurred_at=at(1))
+
+
+PURGED = JobPurged(**IDS, attempt=1, queue="pipeline_tasks", occurred_at=at(20))
+HISTORY = [RECEIVED, QUEUED_1, STARTED_1, FAILED_1, DEFERRED_2, QUEUED_2, STARTED_2, FINISHED_2]
