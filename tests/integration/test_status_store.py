@@ -3,6 +3,7 @@ transitions, indexes, expiry, metrics and the rendered documents."""
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import datetime
 
@@ -234,3 +235,14 @@ async def test_queued_for_ms_is_the_current_attempts_wait(
 ) -> None:
     stored = await fold(redis, keys, events, 0)
     assert _strict.decode(stored.rendered["j1"]).queued_for_ms == queued_for_ms
+
+
+@pytest.mark.parametrize("repository", ["octo/repo", "back\\slash/and\\/both", "/lead/"])
+async def test_text_with_slashes_renders_as_plain_json(
+    redis: aioredis.Redis, keys: Keys, repository: str
+) -> None:
+    """cjson escapes '/' as '\\/'; the document reads the same as JSON Python writes."""
+    stored = await fold(redis, keys, history("j", path="finish", repository=repository), 0)
+    document = stored.rendered["j"]
+    assert _strict.decode(document).repository == repository
+    assert json.dumps(repository).encode() in document

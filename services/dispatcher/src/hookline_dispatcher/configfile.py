@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import msgspec
 from hookline.durations import Duration, format_duration, parse_duration
 from hookline.errors import ConfigError
+from hookline.events import HANDLER_PATH, run_of
 from hookline.keys import check_name
 
 from hookline_dispatcher.config import (
@@ -28,7 +29,6 @@ _AT = re.compile(r" - at `\$(.*)`$")
 _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 _TOKEN = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 _TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)")
-_HANDLER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _WORD = re.compile(r"^[a-z_]+$")
 _PIPELINE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -142,15 +142,17 @@ def _pipeline_problems(name: str, pipeline: Pipeline) -> Iterator[tuple[KeyPath,
 
 def _run_problems(at: KeyPath, pipeline: Pipeline) -> Iterator[tuple[KeyPath, str]]:
     """What the pipeline runs: a command or a handler."""
-    if (pipeline.command is None) == (pipeline.handler is None):
-        yield at, "needs exactly one of `command` (an argv list) or `handler` ('module:function')"
+    try:
+        run_of(pipeline.command, pipeline.handler)
+    except ValueError as exc:
+        yield at, str(exc)
     if pipeline.command is not None:
         if not pipeline.command or not pipeline.command[0]:
             yield (*at, "command"), "the command needs a program as its first item"
         for i, arg in enumerate(pipeline.command):
             if (problem := template_problem(arg)) is not None:
                 yield (*at, "command", i), problem
-    if pipeline.handler is not None and not _HANDLER.match(pipeline.handler):
+    if pipeline.handler is not None and not HANDLER_PATH.match(pipeline.handler):
         yield (*at, "handler"), f"expected 'package.module:function', got {pipeline.handler!r}"
 
 

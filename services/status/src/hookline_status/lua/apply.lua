@@ -68,7 +68,9 @@ local function render(jobkey)
     local x = v[name]
     if x == '' then x = nil end
     local out
-    if kind == 'text' then out = x and cjson.encode(x) or 'null'
+    -- cjson writes '/' as '\/'; undo it so text reads as the same JSON Python writes
+    -- (safe: cjson escapes every backslash, so an unescaped '\/' is only ever a '/').
+    if kind == 'text' then out = x and (string.gsub(cjson.encode(x), '\\/', '/')) or 'null'
     elseif kind == 'count' then out = x or '0'
     elseif kind == 'object' then out = (x and x ~= 'null') and x or '{}'
     else out = x or 'null' end
