@@ -135,14 +135,6 @@ class Keys:
         :meth:`cancel` key, so the worker running it stops at once."""
         return f"{self.base}:control"
 
-    # -- projection (owned by the status service) -------------------------------
-    def job(self, job_id: str) -> str:
-        return f"{self.base}:job:{job_id}"
-
-    def jobs_index(self, status: str) -> str:
-        """Sorted set of job ids with this status (or "all"), scored by creation time."""
-        return f"{self.base}:jobs:{status}"
-
     @property
     def views_generation(self) -> str:
         """The generation of job views readers and the live projection use (absent: 0)."""
