@@ -29,8 +29,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import redis.asyncio as aioredis
+from hookline.clock import utcnow
 from hookline.embedded_redis import EmbeddedRedis, free_port
 from hookline.events import (
     AnyEvent,
@@ -38,9 +40,9 @@ from hookline.events import (
     JobQueued,
     JobSpec,
     JobStarted,
+    Meta,
     WebhookReceived,
     encode,
-    utcnow,
 )
 from hookline.keys import EVENT_FIELD, GROUP_STATUS, Keys
 from hookline_status.projection import project
@@ -51,13 +53,18 @@ GOAL_P99_MS = 10.0
 GOAL_EVENTS = 10_000.0
 
 
+class Ids(TypedDict):
+    job_id: str
+    delivery_id: str
+
+
 def job_events(i: int) -> list[AnyEvent]:
     job, delivery = f"job-{i:07d}", f"delivery-{i}"
-    ids = {"job_id": job, "delivery_id": delivery}
+    ids: Ids = {"job_id": job, "delivery_id": delivery}
     queue = "pipeline_tasks" if i % 4 else "video"
     pipeline = "render" if i % 3 else "demo"
     repository = f"octo/repo{i % 50}"
-    meta = {"repository": repository, "sha": "0" * 40, "branch": "main"}
+    meta: Meta = {"repository": repository, "sha": "0" * 40, "branch": "main"}
     now = utcnow()
     return [
         WebhookReceived(**ids, event="push", repository=repository, occurred_at=now),
@@ -136,7 +143,7 @@ async def unread(redis: aioredis.Redis, keys: Keys) -> int:
         lag = group.get("lag")
         if lag is None:  # Redis < 7: is anything left after the last delivered entry?
             last = group["last-delivered-id"].decode()
-            lag = len(await redis.xrange(stream, min=f"({last}", count=1))
+            lag = len(await redis.xrange(stream, min=f"({last}", count=1) or [])
         left += int(group["pending"]) + int(lag)
     return left
 

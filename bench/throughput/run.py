@@ -188,7 +188,9 @@ def stream_drained(
 ) -> tuple[Callable[[], bool], Callable[[], bool]]:
     """Work started: something was delivered. Done: the last entry was delivered and
     nothing is pending (every entry acknowledged)."""
-    (newest,) = r.xrevrange(stream, count=1)
+    reply = r.xrevrange(stream, count=1)
+    assert reply, f"{stream} is empty"
+    (newest,) = reply
     last_id = newest[0]
 
     def first() -> bool:

@@ -227,7 +227,7 @@ def run_the_replicas(prometheus: Prometheus, first: ServiceProcess, second: Serv
     try:
         wait_until(same_as_one, 30, interval=0.5, what="the survivor's numbers in prometheus")
     except AssertionError as exc:
-        gap = differences(one, last[0], time.monotonic() - one_at + 3) if last else "none"
-        raise AssertionError(f"{exc}: {gap}") from None
+        left = differences(one, last[0], time.monotonic() - one_at + 3) if last else "none"
+        raise AssertionError(f"{exc}: {left}") from None
     assert prometheus.scalar(f"sum({LEADER})") == 1
     assert prometheus.scalar('sum(hookline_workers{state=~"busy|idle"})') == 2

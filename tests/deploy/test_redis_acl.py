@@ -3,6 +3,7 @@ still works with every service logged in as its own user."""
 
 from __future__ import annotations
 
+import functools
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -153,7 +154,7 @@ def test_each_user_may_do_its_own_work_and_nothing_else(acl_redis: AclRedis) -> 
     admin = acl_redis.admin()
     wrong = []
     for user, command, allowed in CASES:
-        reply = admin.execute_command("ACL", "DRYRUN", user, *command)
+        reply = admin.execute_command("ACL", "DRYRUN", user, *command)  # type: ignore[no-untyped-call]
         if (reply == "OK") != allowed:
             wrong.append((user, " ".join(command), reply))
     assert not wrong, wrong
@@ -210,7 +211,7 @@ def test_webhook_to_finished_with_each_service_logged_in_as_its_own_user(
     admin = acl_redis.admin()
     for job_id, expected in jobs.items():
         try:
-            got = wait_until(lambda j=job_id: ended(j), 30, what=f"job {job_id} to end")
+            got = wait_until(functools.partial(ended, job_id), 30, what=f"job {job_id} to end")
         except AssertionError as exc:
             raise AssertionError(f"{exc}; ACL LOG: {admin.acl_log(count=20)}") from None
         assert got == expected, job_id

@@ -14,17 +14,18 @@ import msgspec
 import pytest
 import redis
 from hookline.events import (
+    AnyEvent,
     DeadLetter,
     JobDeferred,
     JobError,
     JobFinished,
     JobQueued,
-    decode,
     encode,
 )
 from hookline.keys import EVENT_FIELD, Keys
 from support.payloads import append_webhook
 from support.processes import ServiceProcess, http_json
+from support.streams import entries, events
 from support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -74,10 +75,9 @@ def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-def events_of(client: redis.Redis, stream: str, job_id: str) -> list[object]:
+def events_of(client: redis.Redis, stream: str, job_id: str) -> list[AnyEvent]:
     found = []
-    for _, fields in client.xrange(stream):
-        event = decode(fields[EVENT_FIELD])
+    for event in events(client.xrange(stream)):
         if getattr(event, "job_id", None) == job_id:
             found.append(event)
     return found
@@ -148,7 +148,7 @@ def test_retries_with_backoff_dead_letters_and_a_delayed_command_pipeline(
     assert dead["attempt"] == 3
     letters = [
         msgspec.json.decode(fields[EVENT_FIELD], type=DeadLetter)
-        for _, fields in sync_redis.xrange(keys.dead_letter)
+        for _, fields in entries(sync_redis.xrange(keys.dead_letter))
     ]
     [letter] = [x for x in letters if x.job_id == doomed]
     history = json.loads(letter.data)
@@ -217,11 +217,7 @@ def test_two_dispatchers_at_once_never_queue_a_job_twice_even_when_one_dies(
     stream = keys.job_queued("pipeline_tasks")
 
     def queued() -> list[JobQueued]:
-        return [
-            e
-            for _, f in sync_redis.xrange(stream)
-            if isinstance(e := decode(f[EVENT_FIELD]), JobQueued)
-        ]
+        return [e for e in events(sync_redis.xrange(stream)) if isinstance(e, JobQueued)]
 
     wait_until(lambda: len(queued()) >= total, 30, what="every job to be queued")
     # both took part

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 import redis
 from hookline.embedded_redis import EmbeddedRedis
-from hookline.events import JobQueued, decode
+from hookline.events import JobQueued
 from hookline.ids import job_id_for_delivery
-from hookline.keys import DEFAULT_QUEUE, EVENT_FIELD, Keys
+from hookline.keys import DEFAULT_QUEUE, Keys
 from support.payloads import payload, signed_headers
 from support.processes import ServiceProcess, http_json, post_webhook
 from support.redis_server import own_redis
+from support.streams import events
 from support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -33,9 +34,8 @@ def private_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 
 def queued(client: redis.Redis, keys: Keys) -> list[str]:
     """Delivery ids of every ``job.queued`` entry on the default queue, in stream order."""
-    entries = client.xrange(keys.job_queued(DEFAULT_QUEUE))
-    events = [decode(fields[EVENT_FIELD]) for _, fields in entries]
-    return [e.delivery_id for e in events if isinstance(e, JobQueued)]
+    queued = events(client.xrange(keys.job_queued(DEFAULT_QUEUE)))
+    return [e.delivery_id for e in queued if isinstance(e, JobQueued)]
 
 
 def test_webhooks_spooled_while_redis_is_down_survive_an_ingress_restart(

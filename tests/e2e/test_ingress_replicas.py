@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import redis
 from hookline.embedded_redis import EmbeddedRedis
-from hookline.events import WebhookReceived, decode
-from hookline.keys import EVENT_FIELD, Keys
+from hookline.events import WebhookReceived
+from hookline.keys import Keys
 from support.payloads import payload, signed_headers
 from support.processes import ServiceProcess, http_json, post_webhook
 from support.redis_server import own_redis
+from support.streams import events
 from support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -32,11 +33,10 @@ def private_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 def received(url: str, keys: Keys) -> list[str]:
     client = redis.Redis.from_url(url)
     try:
-        entries = client.xrange(keys.webhook_received)
+        reply = client.xrange(keys.webhook_received)
     finally:
         client.close()
-    events = [decode(fields[EVENT_FIELD]) for _, fields in entries]
-    return [e.delivery_id for e in events if isinstance(e, WebhookReceived)]
+    return [e.delivery_id for e in events(reply) if isinstance(e, WebhookReceived)]
 
 
 def spool_entries(ingress: ServiceProcess) -> int:

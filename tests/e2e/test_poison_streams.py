@@ -12,6 +12,7 @@ import redis as sync_redis
 from hookline.events import DeadLetter, WebhookReceived, encode
 from hookline.keys import EVENT_FIELD, Keys
 from support.processes import ServiceProcess, http_json
+from support.streams import entries
 from support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -79,7 +80,9 @@ def test_every_consumer_dead_letters_poison_and_keeps_going(
     decoder = msgspec.json.Decoder(DeadLetter)
 
     def dead_lettered() -> set[tuple[str, str]]:
-        letters = [decoder.decode(f[EVENT_FIELD]) for _, f in client.xrange(keys.dead_letter)]
+        letters = [
+            decoder.decode(f[EVENT_FIELD]) for _, f in entries(client.xrange(keys.dead_letter))
+        ]
         return {(d.source_stream, d.group) for d in letters}
 
     wait_until(
@@ -87,7 +90,7 @@ def test_every_consumer_dead_letters_poison_and_keeps_going(
         timeout=30,
         what="every consumer group to dead-letter the poison",
     )
-    letters = [decoder.decode(f[EVENT_FIELD]) for _, f in client.xrange(keys.dead_letter)]
+    letters = [decoder.decode(f[EVENT_FIELD]) for _, f in entries(client.xrange(keys.dead_letter))]
     assert all(letter.reason for letter in letters)
     for proc in services:
         assert proc.process is not None

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from hookline.events import JobFinished
 from hookline.keys import DEFAULT_QUEUE, GROUP_WORKERS, Keys
+from hookline.streams import parse_entries
 from support.processes import ServiceProcess, http_json
 from support.waiting import async_wait_until, wait_until
 from support.worker_jobs import finished, handler_spec, pending, queue_job, started
@@ -123,7 +125,7 @@ async def test_sigterm_stops_reading_and_lets_the_running_job_finish(
     assert await pending(redis, keys) == 0
     stream = keys.job_queued(DEFAULT_QUEUE)
     undelivered = await redis.xreadgroup(GROUP_WORKERS, "probe", {stream: ">"})
-    assert len(undelivered[0][1]) == 1  # the later job is still there for the next worker
+    assert len(parse_entries(undelivered)) == 1  # the later job is still there for the next worker
     assert not await redis.exists(keys.worker("worker"))
 
 
@@ -154,7 +156,7 @@ async def test_second_signal_stops_at_once_and_hands_the_job_back(
     gate.touch()
     start_worker(services, env, tmp_path, "--name", "second")
 
-    async def done() -> object:
+    async def done() -> list[JobFinished] | None:
         return (await finished(redis, keys)).get(job_id)
 
     (event,) = await async_wait_until(done, 10, what="the handed-back job to finish")

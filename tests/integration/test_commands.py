@@ -4,7 +4,7 @@ is carried out once, answers what it did, and follows the cancel protocol."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import pytest
 import redis.asyncio as aioredis
@@ -20,6 +20,7 @@ from hookline.events import (
     encode,
 )
 from hookline.keys import EVENT_FIELD, Keys
+from hookline.text import text
 from support.dispatching import Harness, make_harness
 from support.waiting import async_wait_until
 
@@ -37,7 +38,7 @@ async def h(redis: aioredis.Redis, keys: Keys) -> AsyncIterator[Harness]:
 
 async def phase(h: Harness, job_id: str) -> str | None:
     raw = await h.redis.hget(h.keys.dispatcher_job(job_id), "phase")
-    return raw.decode() if raw else None
+    return text(raw) if raw else None
 
 
 async def queued_job(h: Harness, delivery: str, event: str = "push") -> JobQueued:
@@ -70,8 +71,8 @@ async def failed_job(h: Harness, delivery: str, event: str = "push") -> JobQueue
     return job
 
 
-async def _is(value: object, expected: str) -> bool:
-    return (await value) == expected  # type: ignore[misc]
+async def _is(value: Awaitable[str | None], expected: str) -> bool:
+    return (await value) == expected
 
 
 async def ends(h: Harness, job_id: str) -> list[JobFinished]:
@@ -100,7 +101,7 @@ async def test_cancel_of_a_queued_job_ends_it_and_tells_the_workers(h: Harness) 
         return message and message["data"] == job.job_id.encode()
 
     await async_wait_until(published, what="the control message")
-    await pubsub.aclose()
+    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py's PubSub.aclose
 
     again = await send_command(h.redis, h.keys, JobCancelRequested(job_id=job.job_id))
     assert again is not None

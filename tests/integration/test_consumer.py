@@ -15,6 +15,7 @@ from hookline.events import AnyEvent, WebhookReceived, encode
 from hookline.keys import EVENT_FIELD, Keys
 from hookline.metrics import CollectorRegistry, ConsumerMetrics
 from hookline.streams import Entry
+from hookline.text import text
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 GROUP = "test-group"
@@ -109,7 +110,7 @@ async def test_any_undecodable_entry_is_set_aside_and_the_next_is_handled(
     assert await redis.exists(f"{keys.base}:done:j1") == 1
     assert await pending(redis, keys) == 0
     (letter,) = await dead_letters(redis, keys)
-    assert letter["source_id"] == bad.decode()
+    assert letter["source_id"] == text(bad)
     assert letter["reason"].startswith("undecodable")
 
 
@@ -139,7 +140,7 @@ async def test_an_entry_past_max_deliveries_is_set_aside_before_it_is_decoded(
     c = consumer(redis, keys, handler, max_deliveries=1)
     await c.streams()
     entry_id = await redis.xadd(keys.webhook_received, {EVENT_FIELD: received(1)})
-    await c.handle_one(Entry(keys.webhook_received, entry_id.decode(), received(1), 2))
+    await c.handle_one(Entry(keys.webhook_received, text(entry_id), received(1), 2))
     await c.flush()
     assert await redis.exists(f"{keys.base}:done:j1") == 0
     (letter,) = await dead_letters(redis, keys)

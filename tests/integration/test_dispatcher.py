@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from hookline.events import DeadLetter, JobDeferred, JobError, JobFinished, WebhookReceived
 from hookline.keys import EVENT_FIELD, GROUP_DISPATCHER, Keys
 from support.dispatching import NO_SUPERSEDE, Harness, make_harness
+from support.streams import entries
 
 
 @pytest.fixture
@@ -87,7 +88,7 @@ async def test_a_job_out_of_retries_goes_to_the_dead_letter_stream_with_its_hist
         h.clock.now += 60
         await h.dispatcher.move_due()
     assert len(await h.queued()) == 3
-    [entry] = await h.redis.xrange(h.keys.dead_letter)
+    [entry] = entries(await h.redis.xrange(h.keys.dead_letter))
     letter = msgspec.json.decode(entry[1][EVENT_FIELD], type=DeadLetter)
     assert letter.job_id == job.job_id
     assert letter.group == GROUP_DISPATCHER

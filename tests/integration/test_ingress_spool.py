@@ -13,14 +13,15 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 from hookline.embedded_redis import EmbeddedRedis, find_redis_server
-from hookline.events import WebhookReceived, decode
+from hookline.events import WebhookReceived
 from hookline.ids import job_id_for_delivery
-from hookline.keys import EVENT_FIELD, Keys
+from hookline.keys import Keys
 from hookline_ingress.app import SPOOL, create_app
 from hookline_ingress.settings import load
 from support.http import serve
 from support.payloads import payload, signed_headers
 from support.redis_server import own_redis
+from support.streams import events
 from support.waiting import async_wait_until
 
 SECRET = "test-secret"
@@ -75,9 +76,8 @@ async def post(client: TestClient[Any, Any], delivery: str) -> tuple[int, dict[s
 
 
 async def delivered(direct: aioredis.Redis, keys: Keys) -> list[str]:
-    entries = await direct.xrange(keys.webhook_received)
-    events = [decode(fields[EVENT_FIELD]) for _, fields in entries]
-    return [e.delivery_id for e in events if isinstance(e, WebhookReceived)]
+    received = events(await direct.xrange(keys.webhook_received))
+    return [e.delivery_id for e in received if isinstance(e, WebhookReceived)]
 
 
 async def test_while_redis_is_down_webhooks_are_spooled_then_replayed_in_order(
@@ -141,7 +141,7 @@ async def test_a_slow_redis_is_cut_off_by_the_deadline_and_dedupe_still_holds(
 ) -> None:
     """Redis blocked for 2 s: the request gives up after 300 ms and spools; Redis later
     runs the original script too, and the replay finds the marker: one entry in all."""
-    sleeper = asyncio.create_task(direct.execute_command("DEBUG", "SLEEP", "2"))
+    sleeper = asyncio.create_task(direct.execute_command("DEBUG", "SLEEP", "2"))  # type: ignore[no-untyped-call]
     await async_wait_until(lambda: _is_blocked(client), timeout=5, what="redis to block")
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -159,7 +159,8 @@ async def _equals(got: Any, expected: list[str]) -> bool:
 
 async def _spool_empty(client: TestClient[Any, Any]) -> bool:
     assert client.app is not None
-    return client.app[SPOOL].depth == 0
+    depth: int = client.app[SPOOL].depth
+    return depth == 0
 
 
 async def _is_blocked(client: TestClient[Any, Any]) -> bool:

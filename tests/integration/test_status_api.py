@@ -21,10 +21,12 @@ from hookline.events import (
 )
 from hookline.keys import EVENT_FIELD, Keys
 from hookline.records import CurrentJob, WorkerHeartbeat, to_hash
+from hookline.streams import parse_entries
 from hookline_status.app import build
 from hookline_status.settings import load
 from support.http import serve
 from support.jobs import PATHS, history
+from support.streams import events
 from support.views import project_into
 
 ADMIN = "admin-token-0123456789"
@@ -231,7 +233,7 @@ async def test_read_token_guards_reads_but_not_health(base_env: dict[str, str]) 
 
 
 async def commands_in(redis: aioredis.Redis, keys: Keys) -> list[Any]:
-    return [decode(fields[EVENT_FIELD]) for _, fields in await redis.xrange(keys.commands)]
+    return events(await redis.xrange(keys.commands))
 
 
 async def test_posts_without_an_admin_token_configured_are_refused(
@@ -320,8 +322,9 @@ async def test_an_answered_command_replies_200_with_the_answer(
         reader = aioredis.Redis.from_url(redis_url)
         try:
             reply = await reader.xread({keys.commands: "0"}, block=5000, count=1)
-            (_, [(_, fields)]) = reply[0]
-            command = decode(fields[EVENT_FIELD])
+            [entry] = parse_entries(reply)
+            assert entry.data is not None
+            command = decode(entry.data)
             answer = CommandAnswer(
                 command_id=command.event_id, ok=True, message="requeued", job_ids=["job-00"]
             )

@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 from hookline.events import AnyEvent, encode
 from hookline.keys import EVENT_FIELD, GROUP_DISPATCHER, GROUP_STATUS, Keys
+from hookline.text import text
 from hookline_status.api import REDIS
 from hookline_status.app import build
 from hookline_status.maintenance import RebuildBusy, rebuild, trim_streams
@@ -16,6 +17,7 @@ from hookline_status.settings import load
 from hookline_status.store import Stored, snapshot
 from hookline_status.view_keys import generation, view_keys
 from support.jobs import PATHS, history
+from support.streams import entries
 from support.views import fold
 from support.waiting import async_wait_until
 
@@ -93,9 +95,9 @@ async def test_a_rebuilt_projection_equals_the_live_one(
 
     async def caught_up() -> bool:
         info = await redis.xinfo_groups(keys.job_finished)
-        return all(int(g["pending"]) == 0 for g in info) and await redis.exists(
-            view_keys(keys, 0).job("job29")
-        )
+        if not all(int(g["pending"]) == 0 for g in info):
+            return False
+        return await redis.exists(view_keys(keys, 0).job("job29")) == 1
 
     try:
         await async_wait_until(caught_up, timeout=20, what="the live projection to catch up")
@@ -140,7 +142,7 @@ async def _handled(redis: aioredis.Redis, keys: Keys, expected: int) -> bool:
                 if int(g["pending"]):
                     return False
                 last = g["last-delivered-id"]
-                total += len(await redis.xrange(stream, max=last))
+                total += len(entries(await redis.xrange(stream, max=last)))
     return total == expected
 
 
@@ -184,8 +186,7 @@ async def test_retention_trims_old_entries_only_once_every_group_read_them(
 ) -> None:
     stream = keys.webhook_received
     ids = [
-        (await redis.xadd(stream, {EVENT_FIELD: b"x"}, id=f"{1000 + i}-0")).decode()
-        for i in range(10)
+        text(await redis.xadd(stream, {EVENT_FIELD: b"x"}, id=f"{1000 + i}-0")) for i in range(10)
     ]
     await redis.xgroup_create(stream, GROUP_STATUS, id="0")
     await redis.xgroup_create(stream, GROUP_DISPATCHER, id="0")
@@ -197,7 +198,7 @@ async def test_retention_trims_old_entries_only_once_every_group_read_them(
     far_future = 10_000_000_000_000
     removed = await trim_streams(redis, keys, retention=60, now_ms=far_future)
     assert removed == {stream: 4}
-    left = [e.decode() for e, _ in await redis.xrange(stream)]
+    left = [e.decode() for e, _ in entries(await redis.xrange(stream))]
     assert left == ids[4:]  # pending (5, 6) and unread (7-10) entries stay
     await redis.xack(stream, GROUP_DISPATCHER, *ids[4:6])
     await redis.xreadgroup(GROUP_DISPATCHER, "d", {stream: ">"})

@@ -149,8 +149,12 @@ async def test_history_keeps_stale_and_reordered_events_once(
 async def test_ended_views_expire_after_their_pipelines_ttl(
     redis: aioredis.Redis, keys: Keys, path: str, ttl: float
 ) -> None:
-    field = "result_ttl" if path == "finish" else "failure_ttl"
-    stored = await fold(redis, keys, history("j", path=path, **{field: ttl}), 0)
+    events = (
+        history("j", path=path, result_ttl=ttl)
+        if path == "finish"
+        else history("j", path=path, failure_ttl=ttl)
+    )
+    stored = await fold(redis, keys, events, 0)
     ended = int(datetime.fromisoformat(stored.views["j"]["ended_at"]).timestamp() * 1000)
     assert stored.expiring == {"j": ended + int(ttl * 1000)}
     assert stored.views["j"]["expires_ms"] == str(ended + int(ttl * 1000))

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -434,7 +434,7 @@ async def test_heartbeat_describes_the_worker_and_its_jobs(
     )
 
     async def beat() -> dict[bytes, bytes] | None:
-        found = await redis.hgetall(keys.worker("w1"))
+        found = cast(dict[bytes, bytes], await redis.hgetall(keys.worker("w1")))
         return found if found.get(b"busy") == b"1" else None
 
     fields = await async_wait_until(beat, what="a heartbeat with the running job")

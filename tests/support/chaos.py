@@ -21,11 +21,12 @@ from typing import Any
 
 import redis as sync_redis
 from hookline.embedded_redis import EmbeddedRedis
-from hookline.events import WebhookReceived, decode
-from hookline.keys import EVENT_FIELD, Keys
+from hookline.events import WebhookReceived
+from hookline.keys import Keys
 
 from support.payloads import payload, signed_headers
 from support.processes import ServiceProcess, http_json
+from support.streams import events
 from support.tcp_proxy import TcpProxy
 from support.waiting import wait_until
 
@@ -315,8 +316,7 @@ class ChaosRun:
         report.accepted = len(self.accepted)
         client = sync_redis.Redis.from_url(self.redis.url)
         per_delivery: Counter[str] = Counter()
-        for _, fields in client.xrange(self.keys.webhook_received):
-            event = decode(fields[EVENT_FIELD])
+        for event in events(client.xrange(self.keys.webhook_received)):
             if isinstance(event, WebhookReceived):
                 per_delivery[event.delivery_id] += 1
         client.close()

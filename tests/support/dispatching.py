@@ -16,7 +16,6 @@ from hookline.events import (
     JobQueued,
     JobStarted,
     WebhookReceived,
-    decode,
     encode,
 )
 from hookline.ids import job_id_for_delivery
@@ -29,6 +28,7 @@ from hookline_dispatcher.dispatcher import Dispatcher, DispatcherMetrics
 from hookline_dispatcher.loop import DispatcherConsumer, dispatcher_consumer
 
 from support.payloads import payload
+from support.streams import events
 
 TOML = """
 [pipelines.build]
@@ -116,7 +116,7 @@ class Harness:
         return job_id
 
     async def events(self, stream: str) -> list[AnyEvent]:
-        return [decode(fields[EVENT_FIELD]) for _, fields in await self.redis.xrange(stream)]
+        return events(await self.redis.xrange(stream))
 
     async def queued(self, queue: str = "builds") -> list[JobQueued]:
         return [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict
 
 from hookline.events import (
     AnyEvent,
@@ -13,8 +14,17 @@ from hookline.events import (
     JobQueued,
     JobSpec,
     JobStarted,
+    Meta,
     WebhookReceived,
 )
+
+
+class Ids(TypedDict):
+    """The two ids every event of one job carries, spread into each with ``**``."""
+
+    job_id: str
+    delivery_id: str
+
 
 # Relative to now: views expire against the wall clock, so a fixed date would expire.
 T0 = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
@@ -37,8 +47,8 @@ def history(
 ) -> list[AnyEvent]:
     """The events of one job in the order they are appended. ``path`` is one of
     finish, fail, retry-then-finish, cancel, skip, running."""
-    ids = {"job_id": job, "delivery_id": f"d-{job}"}
-    meta = {"repository": repository, "sha": "abc"}
+    ids: Ids = {"job_id": job, "delivery_id": f"d-{job}"}
+    meta: Meta = {"repository": repository, "sha": "abc"}
     spec = JobSpec(pipeline=pipeline, queue=queue)
     t = start
     received = WebhookReceived(**ids, event="push", repository=repository, occurred_at=at(t))
@@ -121,7 +131,7 @@ PATHS = ("finish", "fail", "retry-then-finish", "cancel", "skip", "running")
 
 
 # One job that fails once, is retried and finishes: the events by name.
-IDS = {"job_id": "j1", "delivery_id": "d1"}
+IDS: Ids = {"job_id": "j1", "delivery_id": "d1"}
 
 
 RECEIVED = WebhookReceived(**IDS, event="push", repository="o/r", occurred_at=at(0))
@@ -164,4 +174,13 @@ SKIPPED = JobFinished(**IDS, attempt=0, outcome="skipped", reason="no route", oc
 
 
 PURGED = JobPurged(**IDS, attempt=1, queue="pipeline_tasks", occurred_at=at(20))
-HISTORY = [RECEIVED, QUEUED_1, STARTED_1, FAILED_1, DEFERRED_2, QUEUED_2, STARTED_2, FINISHED_2]
+HISTORY: list[AnyEvent] = [
+    RECEIVED,
+    QUEUED_1,
+    STARTED_1,
+    FAILED_1,
+    DEFERRED_2,
+    QUEUED_2,
+    STARTED_2,
+    FINISHED_2,
+]

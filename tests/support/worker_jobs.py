@@ -14,10 +14,11 @@ from hookline.events import (
     JobQueued,
     JobSpec,
     JobStarted,
-    decode,
     encode,
 )
 from hookline.keys import DEFAULT_QUEUE, EVENT_FIELD, Keys
+
+from support.streams import entries, events
 
 
 def handler_spec(name: str, **fields: Any) -> JobSpec:
@@ -49,8 +50,7 @@ async def queue_job(
 
 async def finished(redis: aioredis.Redis, keys: Keys) -> dict[str, list[JobFinished]]:
     out: dict[str, list[JobFinished]] = {}
-    for _, fields in await redis.xrange(keys.job_finished):
-        event = decode(fields[EVENT_FIELD])
+    for event in events(await redis.xrange(keys.job_finished)):
         assert isinstance(event, JobFinished)
         out.setdefault(event.job_id, []).append(event)
     return out
@@ -58,8 +58,7 @@ async def finished(redis: aioredis.Redis, keys: Keys) -> dict[str, list[JobFinis
 
 async def started(redis: aioredis.Redis, keys: Keys) -> dict[str, list[JobStarted]]:
     out: dict[str, list[JobStarted]] = {}
-    for _, fields in await redis.xrange(keys.job_started):
-        event = decode(fields[EVENT_FIELD])
+    for event in events(await redis.xrange(keys.job_started)):
         assert isinstance(event, JobStarted)
         out.setdefault(event.job_id, []).append(event)
     return out
@@ -68,7 +67,7 @@ async def started(redis: aioredis.Redis, keys: Keys) -> dict[str, list[JobStarte
 async def dead_letters(redis: aioredis.Redis, keys: Keys) -> list[DeadLetter]:
     return [
         msgspec.json.decode(fields[EVENT_FIELD], type=DeadLetter)
-        for _, fields in await redis.xrange(keys.dead_letter)
+        for _, fields in entries(await redis.xrange(keys.dead_letter))
     ]
 
 

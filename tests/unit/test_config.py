@@ -23,7 +23,7 @@ def test_strings_become_ints_durations_and_lists() -> None:
     assert isinstance(settings, IngressSettings)
     assert settings.secrets == ["new", "old"]
     assert settings.port == 8080
-    assert settings.dedupe_ttl == 3 * 86400
+    assert settings.dedupe_ttl == 3 * 86400.0
 
 
 def test_flags_override_the_environment() -> None:

@@ -42,15 +42,15 @@ def test_a_complete_file_decodes_into_pipelines_and_routes() -> None:
     config = parse_config(GOOD)
     render = config.pipelines["render"]
     assert render.queue == "video"
-    assert render.timeout == 45 * 60
+    assert render.timeout == 45 * 60.0
     assert render.backoff.kind == "fixed"
-    assert render.backoff.base == 90
-    assert render.failure_ttl == 14 * 86400
+    assert render.backoff.base == 90.0
+    assert render.failure_ttl == 14 * 86400.0
     assert render.env == {"RENDER_QUALITY": "high"}
     assert config.pipelines["notify"].retries == 3  # the defaults apply
     assert config.pipelines["notify"].backoff.kind == "exponential"
     assert [r.pipeline for r in config.routes] == ["render", "notify"]
-    assert config.routes[0].delay == 30
+    assert config.routes[0].delay == 30.0
     assert config.routes[1].skip_drafts
 
 

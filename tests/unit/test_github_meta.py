@@ -1,10 +1,11 @@
 import json
 
+from hookline.events import Meta
 from hookline.github import extract_meta
 from support.payloads import payload
 
 
-def meta_of(event: str, name: str) -> dict[str, object]:
+def meta_of(event: str, name: str) -> Meta:
     return extract_meta(event, json.loads(payload(event, name)), delivery_id="d", job_id="j")
 
 

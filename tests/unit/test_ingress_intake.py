@@ -241,7 +241,7 @@ def test_settings_parse() -> None:
     )
     assert settings.secrets == ["new", "old"]
     assert settings.events == ["push", "pull_request"]
-    assert (settings.dedupe_ttl, settings.redis_timeout) == (3 * 86400, 0.5)
+    assert (settings.dedupe_ttl, settings.redis_timeout) == (3 * 86400.0, 0.5)
     assert settings.spool_dir == "/var/spool/hookline"
-    assert (settings.replica, settings.spool_adopt_interval) == ("ingress-1", 60)
+    assert (settings.replica, settings.spool_adopt_interval) == ("ingress-1", 60.0)
     assert load({"HOOKLINE_INGRESS_INSECURE": "1"}).insecure

@@ -2,7 +2,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from hookline.events import CommandRun
+from hookline.events import CommandRun, Meta
 from hookline.github import extract_meta
 from hookline_dispatcher.config import DEFAULT_CONFIG
 from hookline_dispatcher.configfile import parse_config
@@ -40,7 +40,7 @@ def test_default_route_runs_the_demo_on_pushes_and_pull_requests(
 
 
 def test_templates_fill_each_argument_without_a_shell() -> None:
-    meta = {"clone_url": "https://x/y.git", "sha": "abc; rm -rf /", "pr_number": None}
+    meta: Meta = {"clone_url": "https://x/y.git", "sha": "abc; rm -rf /", "pr_number": None}
     argv = fill_template(
         ["git", "clone", "{clone_url}", "--sha={sha}", "{pr_number}", "{{literal}}"], meta
     )

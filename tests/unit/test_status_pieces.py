@@ -118,7 +118,7 @@ def test_bad_settings_name_the_variable(env: dict[str, str], variable: str) -> N
 
 def test_settings_defaults() -> None:
     settings = load({})
-    assert settings.retention == 7 * 86400
+    assert settings.retention == 7 * 86400.0
     assert settings.admin_token == ""
-    assert settings.command_timeout == 2
-    assert (settings.metrics_lease_ttl, settings.metrics_lease_renew) == (5, 1)
+    assert settings.command_timeout == 2.0
+    assert (settings.metrics_lease_ttl, settings.metrics_lease_renew) == (5.0, 1.0)
