@@ -77,8 +77,30 @@ class Script:
         try:
             return await redis.execute_command(*command)
         except NoScriptError:
-            await redis.script_load(self.source)
+            await self.load_into(redis)
             return await redis.execute_command(*command)
+
+    async def load_into(self, redis: Any) -> None:
+        """SCRIPT LOAD it (after a NOSCRIPT outside a transaction: run the call again)."""
+        await redis.script_load(self.source)
+
+
+async def ensure_loaded(redis: Any, ops: Sequence[Op]) -> None:
+    """Before a transaction: load every script its EVALSHA ops name that Redis lacks.
+
+    Redis runs every queued command of a MULTI even when one fails, so an EVALSHA meeting
+    an empty script cache there would lose its write while the XACK beside it lands.
+    Connections load every script as they are made, but a ``SCRIPT FLUSH`` on a live
+    server, or a script defined after the connection was made, would still get there:
+    one SCRIPT EXISTS per such transaction closes that (the script cache is server-wide).
+    """
+    shas = list(dict.fromkeys(op[1] for op in ops if op and op[0] == "EVALSHA"))
+    if not shas:
+        return
+    present = await redis.script_exists(*shas)
+    for sha, loaded in zip(shas, present, strict=True):
+        if not loaded:
+            await _REGISTRY[sha].load_into(redis)
 
 
 def _parse_header(

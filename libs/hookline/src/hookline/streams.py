@@ -18,7 +18,7 @@ from redis.exceptions import ResponseError
 
 from hookline.events import AnyEvent, DeadLetter, decode, encode_dead_letter
 from hookline.keys import EVENT_FIELD, Keys
-from hookline.lua import Op
+from hookline.lua import Op, ensure_loaded
 from hookline.redis_client import Redis
 from hookline.text import text
 
@@ -90,8 +90,10 @@ def parse_entries(reply: Any) -> list[Entry]:
 
 
 def _entries_of(stream: str, items: Any) -> list[Entry]:
+    """``data`` None only where the entry itself is gone (XCLAIM of a trimmed id returns
+    no fields); an entry without hookline's field is poison (empty data, set aside)."""
     return [
-        Entry(stream, text(entry_id), fields.get(EVENT_FIELD) if fields else None)
+        Entry(stream, text(entry_id), fields.get(EVENT_FIELD, b"") if fields else None)
         for entry_id, fields in items
     ]
 
@@ -138,6 +140,7 @@ async def commit(redis: Redis, ops: Sequence[Op], acks: Acks | None = None) -> l
     of ``ops``."""
     if not ops and not acks:
         return []
+    await ensure_loaded(redis, ops)
     async with redis.pipeline(transaction=True) as tx:
         for op in ops:
             tx.execute_command(*op)

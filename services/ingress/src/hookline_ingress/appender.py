@@ -84,7 +84,7 @@ class Appender:
         replies = await self._pipeline(entries)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:  # a restarted or failed-over Redis: load the script, run those again
-            await self.redis.script_load(XADD_ONCE.source)
+            await XADD_ONCE.load_into(self.redis)
             again = await self._pipeline([entries[i] for i in missing])
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply

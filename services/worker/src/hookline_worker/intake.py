@@ -52,7 +52,7 @@ def admit(
     set aside unread, so an entry whose decoding kills the worker cannot come back
     forever. Any failure to decode sets it aside."""
     if entry.data is None:
-        return SetAside("entry has no event field")
+        return SetAside("the entry was trimmed from its stream before it ran")
     event = decode_entry(entry, max_deliveries + 1)
     if isinstance(event, Poison):
         return SetAside(event.reason)

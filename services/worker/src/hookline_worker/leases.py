@@ -79,7 +79,7 @@ class Leases:
         try:
             (reply,) = await rawredis.send(self.redis, [command])
         except NoScriptError:  # the script cache was flushed since this connection began
-            await self.redis.script_load(START.source)
+            await START.load_into(self.redis)
             (reply,) = await rawredis.send(self.redis, [command])
         canceled = {int(i) for i in reply or ()}
         return [position in canceled for position in range(1, len(jobs) + 1)]

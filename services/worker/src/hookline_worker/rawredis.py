@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import hiredis
+from hookline.lua import ensure_loaded
 from hookline.redis_client import Redis
 from hookline.streams import Acks, Op
 from redis.exceptions import ResponseError
@@ -54,6 +55,7 @@ async def commit(redis: Redis, ops: Sequence[Op], acks: Acks | None = None) -> l
             commands.append(("XACK", stream, acks.group, *ids))  # type: ignore[union-attr]
     if len(commands) == 1:
         return []
+    await ensure_loaded(redis, ops)
     commands.append(("EXEC",))
     replies = await send(redis, commands)
     results = replies[-1]
