@@ -7,17 +7,21 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 import redis
-from hookline.events import DeadLetter
+import redis.asyncio as aioredis
+from hookline.events import DeadLetter, JobFinished
 from hookline.keys import EVENT_FIELD, Keys
 from support.payloads import append_webhook
 from support.processes import ServiceProcess, http_json
-from support.waiting import wait_until
+from support.waiting import async_wait_until, wait_until
+from support.worker_jobs import finished, handler_spec, queue_job, started
+from support.worker_processes import start_worker, wait_file, worker_env
 
 pytestmark = pytest.mark.e2e
 
@@ -122,3 +126,88 @@ def test_a_run_reclaimed_after_kill_9_is_retried_dead_lettered_and_requeueable(
     )
     assert runs_of(env)[3:] == ["4 survivor", "5 survivor", "6 survivor"]
     client.close()
+
+
+RECOVERY_GOAL = 5.0  # seconds, whatever the job's length or lease (issue 12)
+SLACK = 2.0  # scheduling on a loaded two-core machine
+
+
+async def test_a_killed_workers_long_job_runs_again_within_seconds_whatever_its_lease(
+    services: list[ServiceProcess],
+    base_env: dict[str, str],
+    tmp_path: Path,
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    """The job would run for a minute and its lease is two: only the dead worker's
+    lapsed liveness can bring it back this fast."""
+    env = {**worker_env(base_env), "HOOKLINE_WORKER_LEASE_TIMEOUT": "120s"}
+    doomed = start_worker(services, env, tmp_path, "--name", "doomed")
+    start_worker(services, env, tmp_path, "--name", "survivor")
+    gate, began = tmp_path / "gate", tmp_path / "began"
+    meta = {"wait_file": str(gate), "started_file": str(began)}
+    job_id = await queue_job(redis, keys, handler_spec("wait_for_file", timeout=60.0), meta=meta)
+    assert await wait_file(began) == "1 doomed\n"
+
+    doomed.kill()
+    killed_at = time.monotonic()
+
+    async def ran_again() -> bool:
+        return began.read_text() == "2 survivor\n"
+
+    await async_wait_until(
+        ran_again,
+        RECOVERY_GOAL + SLACK + 5,
+        what="the job to run again on the survivor",
+        interval=0.05,
+    )
+    recovered_in = time.monotonic() - killed_at
+    print(f"\nkill -9 recovery: the job ran again {recovered_in:.2f}s after the kill")
+    assert recovered_in <= RECOVERY_GOAL + SLACK, recovered_in
+    gate.touch()
+    done = await async_wait_until(
+        lambda: _finished_of(redis, keys, job_id), 15, what="the job to finish"
+    )
+    assert (done.attempt, done.worker) == (2, "survivor")
+
+
+async def test_a_live_workers_long_job_is_never_taken_over(
+    services: list[ServiceProcess],
+    base_env: dict[str, str],
+    tmp_path: Path,
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    """With a liveness TTL of 0.5 s, a job running for many TTLs beside another live
+    worker still ends on its own worker as its only run."""
+    ttl = 0.5
+    env = {
+        **worker_env(base_env),
+        "HOOKLINE_WORKER_LIVENESS_TTL": str(ttl),
+        "HOOKLINE_WORKER_LEASE_TIMEOUT": "120s",
+    }
+    start_worker(services, env, tmp_path, "--name", "runner")
+    start_worker(services, env, tmp_path, "--name", "bystander")
+    gate, began = tmp_path / "gate", tmp_path / "began"
+    meta = {"wait_file": str(gate), "started_file": str(began)}
+    job_id = await queue_job(redis, keys, handler_spec("wait_for_file", timeout=60.0), meta=meta)
+    first = (await wait_file(began)).split()[1]
+    since = await redis.zscore(keys.worker_liveness, first)
+    assert since is not None
+
+    async def refreshed_for_many_ttls() -> bool:
+        score = await redis.zscore(keys.worker_liveness, first)
+        return score is not None and score >= since + 8 * ttl * 1000
+
+    await async_wait_until(refreshed_for_many_ttls, 20, what="eight liveness TTLs to pass")
+    gate.touch()
+    done = await async_wait_until(
+        lambda: _finished_of(redis, keys, job_id), 15, what="the job to finish"
+    )
+    assert (done.attempt, done.worker) == (1, first)
+    assert [(s.attempt, s.worker) for s in (await started(redis, keys))[job_id]] == [(1, first)]
+
+
+async def _finished_of(redis: aioredis.Redis, keys: Keys, job_id: str) -> JobFinished | None:
+    ends = (await finished(redis, keys)).get(job_id)
+    return ends[0] if ends else None
