@@ -64,6 +64,20 @@ class Liveness:
                 self.redis, liveness=self.key, consumer=self.name, ttl_ms=0, forget_ms=FORGET_MS
             )
 
+    async def gone(self, names: list[str]) -> set[str]:
+        """Which of ``names`` are not alive now, by Redis's clock (this worker, just
+        starting, counts as gone: whatever its name left behind is a past run's)."""
+        if not names:
+            return set()
+        seconds, micros = await self.redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        scores = await self.redis.zmscore(self.key, names)
+        return {
+            name
+            for name, score in zip(names, scores, strict=True)
+            if name == self.name or score is None or score < now_ms
+        }
+
     async def rescue(self, stream: str, group: str, count: int) -> list[Entry]:
         """Claim up to ``count`` entries of ``stream`` pending for dead consumers, each
         with its delivery count (this claim included)."""

@@ -43,6 +43,7 @@ from hookline_worker.leases import LeaseKeeper, Leases, Starting
 from hookline_worker.liveness import Liveness
 from hookline_worker.metrics import WorkerMetrics
 from hookline_worker.runners import Runner, runner_for
+from hookline_worker.runners.command import scratch_owners, sweep_scratch
 from hookline_worker.settings import WorkerSettings
 
 __all__ = ["Worker", "WorkerMetrics"]
@@ -92,6 +93,7 @@ class Worker:
         self.heartbeat = Heartbeat(redis, self.keys, settings, self.snapshot, utcnow=utcnow)
         self.liveness = Liveness(redis, self.keys, self.name, settings.liveness_ttl, log=self.log)
         self.last_rescue = float("-inf")
+        self.swept = False
         self.cancels = CancelWatcher(
             redis, self.keys, self.running.values, log=self.log, monotonic=monotonic
         )
@@ -213,10 +215,22 @@ class Worker:
     async def _ensure_groups(self) -> None:
         if not self.groups_ready:
             await self.liveness.beat()  # alive before anything is read: never rescued
+            if not self.swept:
+                await self._sweep()
             for stream in self.streams:
                 await ensure_group(self.redis, stream, GROUP_WORKERS)
             self.groups_ready = True
             self.log.info("worker_ready", queues=self.settings.queues)
+
+    async def _sweep(self) -> None:
+        """Once, at start: remove the scratch files of workers that are gone (a kill -9
+        leaves them); those of live workers sharing the work dir stay."""
+        owners = await asyncio.to_thread(scratch_owners, self.work_dir)
+        gone = await self.liveness.gone(owners)
+        swept = await asyncio.to_thread(sweep_scratch, self.work_dir, owners, gone.__contains__)
+        self.swept = True
+        if swept:
+            self.log.info("scratch_swept", workers=swept)
 
     async def _claim_due(self, free: int) -> bool:
         """Rescue dead workers' entries, then claim lapsed ones, each when it is time
