@@ -4,8 +4,10 @@
 
 Each run delivers N real signed webhooks while, on a seeded schedule, workers are
 killed (-9), the dispatcher and status are restarted, Redis is restarted and Redis is
-taken away from the ingress. It prints deliveries, jobs, lost, duplicates executed and
-the worst recovery time per fault. Not a test: it never fails on a number.
+taken away from the ingress. It prints deliveries, jobs, lost, duplicates executed,
+retries lost and dead letters missing (runs the dispatcher did not follow), the worst
+recovery time per fault, and for each kill -9 how long until the killed worker's jobs
+ran again. Not a test: it never fails on a number.
 """
 
 from __future__ import annotations

@@ -64,11 +64,13 @@ async def test_a_command_writes_its_artifact_and_reads_its_payload_by_absolute_p
     assert done.outcome == "finished", done.error
     artifacts = started_in / "kept" / job_id
     assert (artifacts / "out.txt").read_bytes() == payload
-    scratch = started_in / "scratch" / f"{job_id}.1"
+    assert done.worker is not None
+    own = started_in / "scratch" / done.worker  # each worker's scratch in its own folder
+    scratch = own / f"{job_id}.1"
     assert done.result == {
         "artifacts": str(artifacts),
         "work": str(scratch),
-        "payload": str(started_in / "scratch" / f"{job_id}.1.payload.json"),
+        "payload": str(own / f"{job_id}.1.payload.json"),
         "pwd": str(scratch),
     }
     assert not scratch.exists()  # the scratch folder and payload go, the artifact stays

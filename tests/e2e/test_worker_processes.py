@@ -21,34 +21,11 @@ from hookline.streams import parse_entries
 from support.processes import ServiceProcess, http_json
 from support.waiting import async_wait_until, wait_until
 from support.worker_jobs import finished, handler_spec, pending, queue_job, started
+from support.worker_processes import start_worker, wait_file, worker_env
 
 pytestmark = pytest.mark.e2e
 
-TESTS = Path(__file__).resolve().parents[1]
 DEFAULT_PORT = 9103
-
-
-def worker_env(base_env: dict[str, str], **extra: str) -> dict[str, str]:
-    return {
-        **base_env,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-        **extra,
-    }
-
-
-def start_worker(
-    services: list[ServiceProcess], env: dict[str, str], tmp_path: Path, *args: str
-) -> ServiceProcess:
-    proc = ServiceProcess("worker", env, tmp_path / "logs", args=list(args))
-    services.append(proc)
-    return proc.start()
-
-
-async def wait_file(path: Path, timeout: float = 10.0) -> str:
-    async def content() -> str:
-        return path.read_text() if path.exists() else ""  # noqa: ASYNC240 - tiny file
-
-    return await async_wait_until(content, timeout, what=f"{path.name} to be written")
 
 
 async def wait_exit(proc: ServiceProcess, timeout: float) -> int:

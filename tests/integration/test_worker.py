@@ -138,7 +138,7 @@ async def test_command_result_env_failure_and_cleanup(
     assert result["secret"] is None
     assert result["redis"] is None
     assert result["payload"] == "{}"
-    assert Path(result["cwd"]).parent == tmp_path / "work"
+    assert Path(result["cwd"]).parent == tmp_path / "work" / "w1"  # the worker's own folder
     assert not Path(result["cwd"]).exists()  # noqa: ASYNC240 - scratch folder removed
 
     error = (await wait_finished(redis, keys, bad)).error
@@ -461,3 +461,44 @@ async def test_worker_recreates_a_deleted_stream_and_group(
     await redis.delete(keys.job_queued(DEFAULT_QUEUE))  # under a blocked XREADGROUP
     job_id = await queue_job(redis, keys, handler_spec("echo"))
     assert (await wait_finished(redis, keys, job_id)).outcome == "finished"
+
+
+async def test_a_nul_byte_in_an_environment_value_fails_the_job_at_once_naming_it(
+    start_worker: Any, redis: aioredis.Redis, keys: Keys, tmp_path: Path
+) -> None:
+    """A payload field that becomes an environment value cannot hold a NUL byte: the job
+    fails on its first run (not retried), its scratch files are gone."""
+    spec = JobSpec(pipeline="cmd", run=CommandRun(argv=[sys.executable, "-c", "print(1)"]))
+    job_id = await queue_job(redis, keys, spec, meta={"branch": "main\x00$(evil)"})
+    await start_worker()
+    event = await wait_finished(redis, keys, job_id)
+    assert (event.outcome, event.attempt) == ("failed", 1)
+    assert event.error is not None
+    assert (event.error.type, event.error.retryable) == ("InvalidEnvironment", False)
+    assert "HOOKLINE_META_BRANCH" in event.error.message
+    assert "NUL" in event.error.message
+    assert await pending(redis, keys) == 0
+    work = tmp_path / "work"
+    assert not work.exists() or not [p for p in work.rglob("*") if p.is_file()]
+
+
+async def test_a_starting_worker_sweeps_the_scratch_files_of_workers_that_are_gone(
+    start_worker: Any, redis: aioredis.Redis, keys: Keys, tmp_path: Path
+) -> None:
+    """Scratch folders left by a kill -9'd worker go when the next worker starts; those
+    of a worker still alive (sharing the work dir) stay."""
+    work = tmp_path / "work"
+    for owner in ("killed", "alive"):
+        scratch = work / owner / "job-1.1"
+        scratch.mkdir(parents=True)
+        (scratch / "big.bin").write_bytes(b"x" * 1000)
+        (work / owner / "job-1.1.payload.json").write_text("{}")
+    await redis.zadd(keys.worker_liveness, {"killed": 1, "alive": 2**52})
+    await start_worker()
+
+    async def swept() -> bool:
+        return not (work / "killed").exists()
+
+    await async_wait_until(swept, what="the dead worker's scratch to be swept")
+    assert (work / "alive" / "job-1.1" / "big.bin").exists()
+    assert (work / "alive" / "job-1.1.payload.json").exists()

@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import redis as sync_redis
 from hookline.embedded_redis import EmbeddedRedis
-from hookline.events import WebhookReceived
-from hookline.keys import Keys
+from hookline.events import JobStarted, WebhookReceived
+from hookline.keys import EVENT_FIELD, Keys
 
 from support.payloads import payload, signed_headers
 from support.processes import ServiceProcess, http_json
-from support.streams import events
+from support.streams import entries, events
 from support.tcp_proxy import TcpProxy
 from support.waiting import wait_until
 
@@ -57,6 +58,9 @@ class Fault:
     at: float  # seconds since the run started
     kind: str
     recovered_after: float | None = None
+    worker: str | None = None  # kill_worker: the worker killed
+    wall: float = 0.0  # kill_worker: when, by the wall clock
+    rerun_after: float | None = None  # kill_worker: until its jobs ran again (worst)
 
 
 @dataclass
@@ -73,6 +77,8 @@ class Report:
     failed: int = 0
     executed_more_than_once: int = 0
     metrics_match: bool = False
+    retries_lost: int = 0
+    dead_letters_missing: int = 0
     faults: list[Fault] = field(default_factory=list)
     leaked_secrets: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -80,6 +86,12 @@ class Report:
     @property
     def worst_recovery(self) -> float:
         times = [f.recovered_after for f in self.faults if f.recovered_after is not None]
+        return max(times, default=0.0)
+
+    @property
+    def worst_kill_rerun(self) -> float:
+        """The longest a kill -9'd worker's job waited to run again."""
+        times = [f.rerun_after for f in self.faults if f.rerun_after is not None]
         return max(times, default=0.0)
 
     def by_fault(self) -> dict[str, tuple[int, float]]:
@@ -235,7 +247,10 @@ class ChaosRun:
         match fault.kind:
             case "kill_worker":
                 live = [w for w in self.workers if w.process and w.process.poll() is None]
-                self.rng.choice(live).kill()
+                doomed = self.rng.choice(live)
+                doomed.kill()
+                fault.worker = doomed.args[doomed.args.index("--name") + 1]
+                fault.wall = time.time()
                 self._new_worker()
             case "restart_dispatcher":
                 self._restart(self.dispatcher)
@@ -337,6 +352,8 @@ class ChaosRun:
         report.executed_more_than_once = sum(1 for n in runs.values() if n > 1)
         report.metrics_match = self._metrics_match(views)
         self._recovery(report, views)
+        attempt_counts(self.redis.url, self.keys, views, report)
+        kill_reruns(self.redis.url, self.keys, report.faults)
 
     def _metrics_match(self, views: dict[str, dict[str, Any]]) -> bool:
         import urllib.request
@@ -379,18 +396,82 @@ class ChaosRun:
         return leaks
 
 
+RETRIES = 2  # the chaos pipeline's retries (CONFIG)
+
+
+def attempt_counts(
+    redis_url: str, keys: Keys, views: dict[str, dict[str, Any]], report: Report
+) -> None:
+    """Retries lost: failed jobs that ran fewer attempts than their retries allow after a
+    retryable error, and final jobs the dispatcher still counts as running (a run it
+    did not follow). Dead letters missing: failed jobs with no dead-letter entry."""
+    client = sync_redis.Redis.from_url(redis_url)
+    lettered = set()
+    for _, fields in entries(client.xrange(keys.dead_letter)):
+        letter = msgspec.json.decode(fields[EVENT_FIELD])
+        if isinstance(letter, dict) and letter.get("job_id"):
+            lettered.add(letter["job_id"])
+    lost = missing = 0
+    for job_id, view in views.items():
+        record = client.hget(keys.dispatcher_job(job_id), "phase")
+        if view["status"] in ("finished", "failed") and record in (b"queued", b"started"):
+            lost += 1
+        if view["status"] != "failed":
+            continue
+        missing += job_id not in lettered
+        error = view.get("error") or {}
+        if error.get("retryable", True) and int(view.get("attempt") or 0) < RETRIES + 1:
+            lost += 1
+    client.close()
+    report.retries_lost, report.dead_letters_missing = lost, missing
+
+
+def kill_reruns(redis_url: str, keys: Keys, faults: list[Fault]) -> None:
+    """For each kill -9 of a worker: how long until every job it was running had started
+    again on another worker (from the ``job.started`` stream)."""
+    client = sync_redis.Redis.from_url(redis_url)
+    runs: dict[str, list[JobStarted]] = {}
+    for event in events(client.xrange(keys.job_started)):
+        if isinstance(event, JobStarted):
+            runs.setdefault(event.job_id, []).append(event)
+    client.close()
+    for fault in faults:
+        if fault.kind != "kill_worker" or fault.worker is None:
+            continue
+        waits = []
+        for started in runs.values():
+            mine = [s for s in started if s.worker == fault.worker]
+            if not mine or mine[-1].occurred_at.timestamp() > fault.wall:
+                continue
+            later = [
+                s.occurred_at.timestamp() - fault.wall
+                for s in started
+                if s.attempt > mine[-1].attempt and s.occurred_at.timestamp() >= fault.wall
+            ]
+            if later:
+                waits.append(min(later))
+        fault.rerun_after = round(max(waits), 3) if waits else None
+
+
+def reruns(report: Report) -> str:
+    """Each kill -9's time until its worker's jobs ran again (``-``: it ran none)."""
+    kills = [f for f in report.faults if f.kind == "kill_worker"]
+    return ", ".join(f"{f.rerun_after:.1f}" if f.rerun_after is not None else "-" for f in kills)
+
+
 def markdown(reports: list[Report]) -> str:
     head = (
         "| seed | appendfsync | Redis stop | deliveries | accepted | jobs | lost | "
-        "duplicate jobs | executed twice+ | not final | worst recovery (s) | faults |"
+        "duplicate jobs | executed twice+ | not final | retries lost | dead letters missing | "
+        "worst recovery (s) | kill -9 rerun (s) | faults |"
     )
-    rows = [head, "|" + "---|" * 12]
+    rows = [head, "|" + "---|" * 15]
     for r in reports:
         faults = ", ".join(f"{k} x{n} (<={w:.1f}s)" for k, (n, w) in sorted(r.by_fault().items()))
         rows.append(
             f"| {r.seed} | {r.appendfsync} | {r.redis_kill} | {r.deliveries} | "
             f"{r.accepted} | {r.jobs} | {r.lost} | {r.duplicate_jobs} | "
-            f"{r.executed_more_than_once} | {r.not_final} | {r.worst_recovery:.2f} | "
-            f"{faults} |"
+            f"{r.executed_more_than_once} | {r.not_final} | {r.retries_lost} | "
+            f"{r.dead_letters_missing} | {r.worst_recovery:.2f} | {reruns(r)} | {faults} |"
         )
     return "\n".join(rows)

@@ -123,29 +123,45 @@ class Harness:
             e for e in await self.events(self.keys.job_queued(queue)) if isinstance(e, JobQueued)
         ]
 
-    async def finish(self, job: JobQueued, outcome: str = "failed", error: str = "Boom") -> None:
-        await self.append(
-            self.keys.job_started,
-            JobStarted(
-                job_id=job.job_id,
-                delivery_id=job.delivery_id,
-                attempt=job.attempt,
-                queue=job.spec.queue,
-                pipeline=job.spec.pipeline,
-                worker="w1",
-            ),
-        )
+    async def finish(
+        self,
+        job: JobQueued,
+        outcome: str = "failed",
+        error: str = "Boom",
+        *,
+        attempt: int | None = None,
+        worker: str = "w1",
+    ) -> None:
+        """A run of ``job`` starts and ends; ``attempt`` numbers a reclaimed run (a
+        worker numbers the n-th delivery of the queued entry ``job.attempt + n - 1``)."""
+        await self.start(job, attempt=attempt, worker=worker)
         await self.append(
             self.keys.job_finished,
             JobFinished(
                 job_id=job.job_id,
                 delivery_id=job.delivery_id,
-                attempt=job.attempt,
+                attempt=job.attempt if attempt is None else attempt,
                 outcome=outcome,  # type: ignore[arg-type]
                 queue=job.spec.queue,
                 pipeline=job.spec.pipeline,
-                worker="w1",
+                worker=worker,
                 error=JobError(type=error, message="it broke") if outcome == "failed" else None,
+            ),
+        )
+
+    async def start(
+        self, job: JobQueued, *, attempt: int | None = None, worker: str = "w1"
+    ) -> None:
+        """A run of ``job`` starts (and, unless it ends, is lost with its worker)."""
+        await self.append(
+            self.keys.job_started,
+            JobStarted(
+                job_id=job.job_id,
+                delivery_id=job.delivery_id,
+                attempt=job.attempt if attempt is None else attempt,
+                queue=job.spec.queue,
+                pipeline=job.spec.pipeline,
+                worker=worker,
             ),
         )
 

@@ -172,6 +172,13 @@ class Keys:
         """Sorted set of worker names scored by their last heartbeat (ms)."""
         return f"{self.base}:workers"
 
+    @property
+    def worker_liveness(self) -> str:
+        """Sorted set of worker (consumer) names scored by the time (ms, Redis's clock)
+        until which each is alive: refreshed every second or so, so a killed worker's
+        jobs are taken over within seconds."""
+        return f"{self.base}:workers.alive"
+
     def worker(self, name: str) -> str:
         """Hash describing one worker (host, pid, queues, current jobs...)."""
         return f"{self.base}:worker:{name}"

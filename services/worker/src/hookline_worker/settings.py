@@ -27,6 +27,7 @@ class WorkerSettings(BaseSettings, frozen=True, kw_only=True):
     lease_timeout: Duration = Duration(30)
     shutdown_timeout: Duration = Duration(60)
     worker_ttl: Duration = Duration(30)
+    liveness_ttl: Duration = Duration(3)
     max_deliveries: int = 3
     kill_grace: Duration = Duration(5)
 
@@ -43,6 +44,7 @@ class WorkerSettings(BaseSettings, frozen=True, kw_only=True):
         "lease_timeout": "HOOKLINE_WORKER_LEASE_TIMEOUT",
         "shutdown_timeout": "HOOKLINE_WORKER_SHUTDOWN_TIMEOUT",
         "worker_ttl": "HOOKLINE_WORKER_TTL",
+        "liveness_ttl": "HOOKLINE_WORKER_LIVENESS_TTL",
         "max_deliveries": "HOOKLINE_WORKER_MAX_DELIVERIES",
         "kill_grace": "HOOKLINE_WORKER_KILL_GRACE",
     }
@@ -62,6 +64,7 @@ class WorkerSettings(BaseSettings, frozen=True, kw_only=True):
             ("HOOKLINE_WORKER_MAX_DELIVERIES", self.max_deliveries >= 1, "must be at least 1"),
             ("HOOKLINE_WORKER_LEASE_TIMEOUT", self.lease_timeout >= 0.3, "must be at least 0.3s"),
             ("HOOKLINE_WORKER_TTL", self.worker_ttl >= 0.3, "must be at least 0.3s"),
+            ("HOOKLINE_WORKER_LIVENESS_TTL", self.liveness_ttl >= 0.3, "must be at least 0.3s"),
             (
                 "HOOKLINE_WORKER_SHUTDOWN_TIMEOUT",
                 self.shutdown_timeout >= 0,

@@ -40,8 +40,10 @@ from hookline_worker.cancels import CancelWatcher
 from hookline_worker.heartbeat import Heartbeat, Snapshot, WorkerState
 from hookline_worker.intake import SetAside, WorkerLost, admit
 from hookline_worker.leases import LeaseKeeper, Leases, Starting
+from hookline_worker.liveness import Liveness
 from hookline_worker.metrics import WorkerMetrics
 from hookline_worker.runners import Runner, runner_for
+from hookline_worker.runners.command import scratch_owners, sweep_scratch
 from hookline_worker.settings import WorkerSettings
 
 __all__ = ["Worker", "WorkerMetrics"]
@@ -89,6 +91,9 @@ class Worker:
             monotonic=monotonic,
         )
         self.heartbeat = Heartbeat(redis, self.keys, settings, self.snapshot, utcnow=utcnow)
+        self.liveness = Liveness(redis, self.keys, self.name, settings.liveness_ttl, log=self.log)
+        self.last_rescue = float("-inf")
+        self.swept = False
         self.cancels = CancelWatcher(
             redis, self.keys, self.running.values, log=self.log, monotonic=monotonic
         )
@@ -126,6 +131,7 @@ class Worker:
         halt = asyncio.Event()
         background = [
             asyncio.create_task(self.heartbeat.run(halt)),
+            asyncio.create_task(self.liveness.run(halt)),
             asyncio.create_task(self.keeper.run(halt)),
             asyncio.create_task(self.cancels.run(halt)),
             asyncio.create_task(self._end_on(stop)),
@@ -146,6 +152,7 @@ class Worker:
             await asyncio.gather(*background, return_exceptions=True)
             await self.committer.close()
             await self.heartbeat.leave()
+            await self.liveness.leave()
             self.log.info("worker_stopped", jobs_done=self.jobs_done)
 
     async def _end_on(self, stop: asyncio.Event) -> None:
@@ -207,18 +214,35 @@ class Worker:
 
     async def _ensure_groups(self) -> None:
         if not self.groups_ready:
+            await self.liveness.beat()  # alive before anything is read: never rescued
+            if not self.swept:
+                await self._sweep()
             for stream in self.streams:
                 await ensure_group(self.redis, stream, GROUP_WORKERS)
             self.groups_ready = True
             self.log.info("worker_ready", queues=self.settings.queues)
 
+    async def _sweep(self) -> None:
+        """Once, at start: remove the scratch files of workers that are gone (a kill -9
+        leaves them); those of live workers sharing the work dir stay."""
+        owners = await asyncio.to_thread(scratch_owners, self.work_dir)
+        gone = await self.liveness.gone(owners)
+        swept = await asyncio.to_thread(sweep_scratch, self.work_dir, owners, gone.__contains__)
+        self.swept = True
+        if swept:
+            self.log.info("scratch_swept", workers=swept)
+
     async def _claim_due(self, free: int) -> bool:
-        """Claim lapsed entries if it is time to; whether any were started."""
+        """Rescue dead workers' entries, then claim lapsed ones, each when it is time
+        to; whether any were started."""
         now = self.monotonic()
-        if now - self.last_claim < self.claim_every:
-            return False
-        self.last_claim = now
-        claimed = await self.claim(free)
+        claimed: list[Entry] = []
+        if now - self.last_rescue >= self.liveness.rescue_every:
+            self.last_rescue = now
+            claimed = await self.rescue(free)
+        if not claimed and now - self.last_claim >= self.claim_every:
+            self.last_claim = now
+            claimed = await self.claim(free)
         if claimed:
             await self.start_batch(claimed)
         return bool(claimed)
@@ -254,7 +278,7 @@ class Worker:
                 return entries
         if self.settings.burst:
             return []
-        block = int(min(1.0, self.claim_every) * 1000)
+        block = int(min(1.0, self.claim_every, self.liveness.rescue_every) * 1000)
         request = self.redis.xreadgroup(
             GROUP_WORKERS, self.name, dict.fromkeys(self.streams, ">"), count=count, block=block
         )
@@ -277,6 +301,20 @@ class Worker:
                 self.log.warning("jobs_reclaimed", queue=queue, count=len(entries))
                 claimed.extend(entries)
         return claimed
+
+    async def rescue(self, count: int) -> list[Entry]:
+        """Entries still pending for workers that are gone (their liveness lapsed)."""
+        rescued: list[Entry] = []
+        for stream in self.streams:
+            if count <= len(rescued):
+                break
+            entries = await self.liveness.rescue(stream, GROUP_WORKERS, count - len(rescued))
+            if entries:
+                queue = self.keys.queue_of_stream(stream) or stream
+                self.metrics.reclaimed.labels(queue).inc(len(entries))
+                self.log.warning("jobs_rescued", queue=queue, count=len(entries))
+                rescued.extend(entries)
+        return rescued
 
     # -- starting ----------------------------------------------------------------
     async def start_batch(self, entries: list[Entry]) -> None:

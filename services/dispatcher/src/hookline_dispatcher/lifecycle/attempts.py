@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import msgspec
@@ -20,11 +21,12 @@ from hookline.events import (
 from hookline.keys import EVENT_FIELD, GROUP_DISPATCHER, Keys
 
 from hookline_dispatcher.lifecycle.records import (
-    ENDED,
+    RUNNABLE,
     JobState,
     Plan,
     delayed_data,
     end_ops,
+    lost_records,
     member_of,
     ms,
     next_attempt,
@@ -45,28 +47,36 @@ def on_finished(
     now: datetime,
     rand: Callable[[], float] = random.random,
 ) -> Plan:
-    """A worker (or this dispatcher) ended an attempt: record it, schedule the retry,
-    or move the job to the dead-letter stream with its whole history."""
+    """A worker (or this dispatcher) ended a run of the job's queued entry: record it,
+    schedule the retry, or move the job to the dead-letter stream with its whole history.
+
+    Every run of the entry is an attempt: a run reclaimed after its worker died, lost
+    its lease or handed it back is numbered past the queued attempt, and the runs that
+    never ended count against the retries and appear in the history as ``RunLost``.
+    """
     if finished.outcome == "skipped":
         return Plan()
-    if state is None or state.attempt != finished.attempt or state.phase in ENDED:
-        return Plan()  # stale (an older attempt, a duplicate) or unknown: nothing to do
+    if state is None or state.phase not in RUNNABLE or finished.attempt < state.queued.attempt:
+        return Plan()  # stale (an older entry's run, a duplicate) or unknown: nothing to do
+    lost = lost_records(state, finished.attempt)
+    state = replace(state, attempt=max(state.attempt, finished.attempt))
     record = record_of(finished)
     if finished.outcome != "failed":
         return Plan(end_ops(keys, state, finished.outcome, record), note=finished.outcome)
     decision = decide_retry(
         state.spec,
-        finished.attempt,
+        state.attempt,
         state.first_attempt,
         finished.error,
-        canceling=state.cancel >= finished.attempt,
+        canceling=state.cancel >= state.queued.attempt,
         rand=rand,
     )
+    history = sorted([*lost, record], key=lambda r: r.attempt)
     if isinstance(decision, GiveUp):
-        return give_up(keys, state, record, decision.reason, source, now)
+        return give_up(keys, state, record, decision.reason, source, now, history)
     not_before = datetime.fromtimestamp(now.timestamp() + decision.delay, UTC)
     # The attempt's job.queued is appended when due, and says so.
-    upcoming = next_attempt(state, record, not_before)
+    upcoming = next_attempt(state, history, not_before)
     plan = defer_ops(keys, upcoming, not_before, decision.reason, state.first_attempt, now)
     plan.retried = state.spec.pipeline
     plan.note = f"retry scheduled in {decision.delay:.3f}s"
@@ -128,7 +138,10 @@ def give_up(
     reason: str,
     source: tuple[str, str],
     now: datetime,
+    runs: list[AttemptRecord] | None = None,
 ) -> Plan:
+    """Dead-letter the job whose run ended as ``record``; ``runs`` are its current
+    entry's runs (``record`` and the runs lost before it), in attempt order."""
     history = JobHistory(
         job_id=state.job_id,
         delivery_id=state.queued.delivery_id,
@@ -138,7 +151,7 @@ def give_up(
         spec=state.spec,
         meta=state.queued.meta,
         created_at=state.queued.created_at,
-        attempts=[*state.queued.history, record],
+        attempts=[*state.queued.history, *(runs or [record])],
     )
     letter = DeadLetter(
         source_stream=source[0],

@@ -138,7 +138,7 @@ def merge(plans: list[Plan]) -> Plan:
 
 def requeue(keys: Keys, state: JobState, now: datetime) -> Plan:
     """A new attempt of an ended job, with a fresh set of retries."""
-    upcoming = next_attempt(state, state.last, now)
+    upcoming = next_attempt(state, [state.last] if state.last else [], now)
     key = keys.dispatcher_job(state.job_id)
     plan = Plan(
         [

@@ -6,13 +6,21 @@ only in the transaction that appends the event it reflects.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, cast, get_args
 
 import msgspec
-from hookline.events import AttemptRecord, Event, JobFinished, JobQueued, JobSpec, encode
+from hookline.events import (
+    AttemptRecord,
+    Event,
+    JobError,
+    JobFinished,
+    JobQueued,
+    JobSpec,
+    encode,
+)
 from hookline.keys import EVENT_FIELD, Keys
 from hookline.text import text
 
@@ -25,6 +33,8 @@ Ended = Literal["finished", "failed", "canceled"]
 
 PHASES: frozenset[str] = frozenset(get_args(Phase))
 ACTIVE: frozenset[Phase] = frozenset({"queued", "deferred", "started"})
+# The phases in which a run of the queued entry may end.
+RUNNABLE: frozenset[Phase] = frozenset({"queued", "started"})
 ENDED: frozenset[Phase] = frozenset({"finished", "failed", "canceled"})
 CANCEL_TTL_DEFAULT = 86400.0
 HISTORY_TRACEBACK = 4000  # characters of each earlier attempt's traceback kept
@@ -42,9 +52,22 @@ def phase_of(value: Any) -> Phase:
     return cast(Phase, phase)
 
 
+def lost_runs(value: Any) -> dict[int, str]:
+    """The record's ``lost`` field: runs superseded by a reclaimed run, as
+    ``"<attempt> <worker>\n"`` lines (mark_started.lua writes them)."""
+    runs: dict[int, str] = {}
+    for line in text(value).splitlines():
+        attempt, _, worker = line.partition(" ")
+        if attempt.isdigit():
+            runs[int(attempt)] = worker
+    return runs
+
+
 @dataclass(frozen=True, slots=True)
 class JobState:
-    """One job as the dispatcher knows it (decoded from its hash)."""
+    """One job as the dispatcher knows it (decoded from its hash). ``attempt`` is the
+    highest run seen of the queued entry (``queued.attempt``): a worker numbers a
+    reclaimed run past the attempt that was queued."""
 
     job_id: str
     phase: Phase
@@ -55,6 +78,7 @@ class JobState:
     worker: str = ""
     cancel: int = 0
     last: AttemptRecord | None = None
+    lost: Mapping[int, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, job_id: str, raw: Mapping[Any, Any]) -> JobState | None:
@@ -72,6 +96,7 @@ class JobState:
             worker=text(fields.get("worker", b"")),
             cancel=int(fields.get("cancel", b"0") or 0),
             last=_record_decoder.decode(last) if last else None,
+            lost=lost_runs(fields.get("lost", b"")),
         )
 
     @property
@@ -119,6 +144,8 @@ def state_fields(queued: JobQueued, phase: Phase, first_attempt: int, **extra: s
         "template": encode(queued),
         "member": "",
         "worker": "",
+        "queued": queued.attempt,
+        "lost": "",
         **extra,
     }
     return [item for pair in values.items() for item in pair]
@@ -155,16 +182,51 @@ def end_ops(keys: Keys, state: JobState, outcome: Ended, record: AttemptRecord) 
     """Record that the job's current attempt ended for good."""
     key = keys.dispatcher_job(state.job_id)
     return [
-        ("HSET", key, "phase", outcome, "member", "", "last", _encoder.encode(record)),
+        (
+            "HSET",
+            key,
+            "phase",
+            outcome,
+            "attempt",
+            state.attempt,
+            "member",
+            "",
+            "last",
+            _encoder.encode(record),
+        ),
         ("PEXPIRE", key, ttl_ms(state.spec, outcome)),
     ]
 
 
-def next_attempt(state: JobState, extra: AttemptRecord | None, now: datetime) -> JobQueued:
-    """The job.queued of the attempt after the state's current one."""
-    history = list(state.queued.history)
-    if extra is not None:
-        history.append(extra)
+def lost_records(state: JobState, ended: int) -> list[AttemptRecord]:
+    """Every run of the queued entry up to the highest seen, other than run ``ended``:
+    runs that never ended (their worker died, lost its lease or handed them back), as
+    failed attempts in the job's history."""
+    records = []
+    for attempt in range(state.queued.attempt, max(state.attempt, ended) + 1):
+        if attempt == ended:
+            continue
+        worker = state.lost.get(attempt) or (state.worker if attempt == state.attempt else "")
+        message = (
+            f"run {attempt} never ended: its worker died, lost its lease or shut down, "
+            "and the job ran again"
+        )
+        records.append(
+            AttemptRecord(
+                attempt=attempt,
+                outcome="failed",
+                error=JobError(type="RunLost", message=message),
+                worker=worker or None,
+                reason="run lost",
+            )
+        )
+    return records
+
+
+def next_attempt(state: JobState, extra: Iterable[AttemptRecord], now: datetime) -> JobQueued:
+    """The job.queued of the attempt after the state's current one, its history
+    carrying ``extra`` too."""
+    history = [*state.queued.history, *extra]
     return JobQueued(
         job_id=state.job_id,
         delivery_id=state.queued.delivery_id,

@@ -13,7 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,13 +210,17 @@ async def run_command(
     worker's working directory, not the scratch folder) and exists before it starts.
     Cancelling this coroutine terminates the whole process group first."""
     cwd, payload_file = scratch_paths(work_dir, ctx)
+    env = command_env(os.environ, pipeline_env, ctx)
+    env["HOOKLINE_PAYLOAD_FILE"] = str(payload_file)
+    env["HOOKLINE_WORK_DIR"] = str(cwd)
+    if (problem := env_problem(env)) is not None:
+        return RunResult(
+            False, error=JobError(type="InvalidEnvironment", message=problem, retryable=False)
+        )
     try:
         cwd.mkdir(parents=True, exist_ok=True)
         ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
         payload_file.write_bytes(ctx.raw_payload)
-        env = command_env(os.environ, pipeline_env, ctx)
-        env["HOOKLINE_PAYLOAD_FILE"] = str(payload_file)
-        env["HOOKLINE_WORK_DIR"] = str(cwd)
         child = _Child(argv, cwd, env)
     except OSError as exc:
         await _clean(cwd, payload_file)
@@ -236,10 +240,40 @@ async def run_command(
     return command_outcome(returncode, stdout, stderr)
 
 
+def env_problem(env: Mapping[str, str]) -> str | None:
+    """Why ``env`` cannot be a process's environment (a NUL byte, which a payload field
+    may carry into a ``HOOKLINE_META_*`` value), naming the variable; else None."""
+    for key, value in env.items():
+        if "\x00" in key or "\x00" in value:
+            return (
+                f"environment variable {key!r} holds a NUL byte (from the job's payload, "
+                "meta or pipeline env): a command's environment cannot carry one"
+            )
+    return None
+
+
 def scratch_paths(work_dir: Path, ctx: JobContext) -> tuple[Path, Path]:
-    """A command's absolute scratch folder and payload file under ``work_dir``."""
-    base = work_dir.absolute()
+    """A command's absolute scratch folder and payload file, under ``work_dir`` in a
+    folder of its worker's own (so a worker starting later can tell whose they are)."""
+    base = work_dir.absolute() / ctx.worker
     return base / f"{ctx.job_id}.{ctx.attempt}", base / f"{ctx.job_id}.{ctx.attempt}.payload.json"
+
+
+def scratch_owners(work_dir: Path) -> list[str]:
+    """The workers with a scratch folder under ``work_dir``."""
+    try:
+        return [p.name for p in work_dir.absolute().iterdir() if p.is_dir()]
+    except FileNotFoundError:
+        return []
+
+
+def sweep_scratch(work_dir: Path, owners: list[str], gone: Callable[[str], bool]) -> list[str]:
+    """Remove the scratch folders (and payload copies) of the ``owners`` that are
+    ``gone``: what a killed worker left behind. Returns the owners swept."""
+    swept = [owner for owner in owners if gone(owner)]
+    for owner in swept:
+        shutil.rmtree(work_dir.absolute() / owner, ignore_errors=True)
+    return swept
 
 
 def _kill_leftovers(pgid: int) -> None:
