@@ -194,6 +194,7 @@ async def test_poison_entries_are_dead_lettered_and_the_worker_carries_on(
     )
     # The old shape of a spec (before ``run``) with both a command and a handler.
     await redis.xadd(stream, {EVENT_FIELD: _old_shape(b'"command":["x"],"handler":"a:b"')})
+    both = "old-shape"
     sneaky = await queue_job(redis, keys, handler_spec("echo"), job_id="../../etc")
     fine = await queue_job(redis, keys, handler_spec("echo"))
     await start_worker()
@@ -209,7 +210,7 @@ async def test_poison_entries_are_dead_lettered_and_the_worker_carries_on(
     assert "needs exactly one of `command`" in reasons
     assert "job id '../../etc'" in reasons
     ended = await finished(redis, keys)
-    for job_id in (unknown, missing, sneaky):
+    for job_id in (unknown, missing, both, sneaky):
         (event,) = ended[job_id]
         assert event.outcome == "failed"
         assert event.error is not None

@@ -94,9 +94,15 @@ def test_the_old_spec_shape_is_upcast_to_run_at_decode_time() -> None:
     assert b'"command":' not in encode(command)
 
 
-def test_an_old_spec_with_both_a_command_and_a_handler_does_not_decode() -> None:
+def test_an_old_spec_with_both_a_command_and_a_handler_decodes_with_nothing_to_run() -> None:
+    """It decodes (so the worker can fail the job saying why, as it always did), with no
+    ``run``: the worker refuses a spec with nothing to run."""
     data = (Path(__file__).parent / "golden" / "job.queued.v1.json").read_bytes()
-    both = data.replace(b'"command":null', b'"command":["x"]')
-    with pytest.raises(msgspec.ValidationError, match="exactly one of"):
-        decode(both)
-    assert JobSpec(pipeline="p").run is None  # nothing to run: the worker refuses it
+    both = decode(data.replace(b'"command":null', b'"command":["x"]'))
+    assert isinstance(both, JobQueued)
+    assert both.spec.run is None
+    assert (both.spec.old_command, both.spec.old_handler) == (
+        ["x"],
+        "hookline_worker.demo:summarize",
+    )
+    assert JobSpec(pipeline="p").run is None

@@ -105,8 +105,10 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     def __post_init__(self) -> None:
         if self.old_command is not None or self.old_handler is not None:
-            # A ValueError here is a msgspec.ValidationError to the decoder: poison.
-            run = run_of(self.old_command, self.old_handler)
+            try:
+                run = run_of(self.old_command, self.old_handler)
+            except ValueError:  # both: kept, so that the worker fails the job saying why
+                return
             msgspec.structs.force_setattr(self, "run", run)
             msgspec.structs.force_setattr(self, "old_command", None)
             msgspec.structs.force_setattr(self, "old_handler", None)

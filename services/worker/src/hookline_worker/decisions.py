@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import assert_never
 
-from hookline.events import HANDLER_PATH, CommandRun, HandlerRun, JobSpec, Run
+from hookline.events import HANDLER_PATH, CommandRun, HandlerRun, JobSpec, Run, run_of
 
 # Job ids name folders (work dir, artifacts): keep them to a safe, path-free shape.
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -60,6 +60,11 @@ def job_id_problem(job_id: str) -> str | None:
 
 def spec_problem(spec: JobSpec) -> str | None:
     """Why a job's spec cannot be run, or None. Such a job is dead-lettered unrun."""
+    if spec.run is None and spec.old_command is not None and spec.old_handler is not None:
+        try:
+            run_of(spec.old_command, spec.old_handler)
+        except ValueError as exc:  # an old-shape spec with both: the one rule says why
+            return f"pipeline {spec.pipeline!r} {exc}"
     if (problem := run_problem(spec.pipeline, spec.run)) is not None:
         return problem
     if not spec.timeout > 0:
