@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hookline.config import SECRET_VARIABLES
 from support.payloads import payload, signed_headers
 from support.processes import post_webhook
 from support.redis_server import own_redis
@@ -82,6 +83,8 @@ def test_a_command_pipeline_cannot_read_any_secret(tmp_path: Path, shared_dir: P
         assert view["status"] == "finished", view
         found = view["result"]
         dump = (shared_dir / "artifacts" / answer["job_id"] / "dump.bin").read_bytes()
+        assert system.process is not None
+        environs = service_environs(system.process.pid) if ROOT else {}
     finally:
         system.stop()
         redis.stop()
@@ -97,3 +100,33 @@ def test_a_command_pipeline_cannot_read_any_secret(tmp_path: Path, shared_dir: P
     assert found["own_fds"] == [], found
     assert found["environ_readable"] == [], found
     assert found["up_files_read"] == [], found
+    if ROOT:  # root may read every service's environ: each names only its own files
+        files = {
+            name: sorted(k for k in env if k.endswith("_FILE") and k[:-5] in SECRET_VARIABLES)
+            for name, env in environs.items()
+        }
+        assert files == {
+            "hookline_ingress": ["GITHUB_WEBHOOK_SECRET_FILE", "REDIS_URL_FILE"],
+            "hookline_status": ["HOOKLINE_ADMIN_TOKEN_FILE", "REDIS_URL_FILE"],
+            "hookline_dispatcher": ["REDIS_URL_FILE"],
+            "hookline_worker": ["REDIS_URL_FILE"],
+        }
+        for env in environs.values():
+            text = "\n".join(env.values())
+            assert not any(s in text for s in (WEBHOOK_SECRET, ADMIN_TOKEN, REDIS_PASSWORD))
+
+
+def service_environs(up_pid: int) -> dict[str, dict[str, str]]:
+    """The environment each service of ``up`` was started with, by module name."""
+    found: dict[str, dict[str, str]] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            raw = (entry / "environ").read_bytes()
+        except (OSError, NotADirectoryError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == up_pid and len(cmdline) > 2:
+            pairs = (item.decode().partition("=") for item in raw.split(b"\0") if item)
+            found[cmdline[2].decode()] = {k: v for k, _, v in pairs}
+    return found
