@@ -62,7 +62,7 @@ def test_a_bad_secret_file_is_one_clear_error(
 
 
 def test_a_secret_given_both_ways_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="^HOOKLINE_ADMIN_TOKEN_FILE: is set together with"):
+    with pytest.raises(ConfigError, match=r"^HOOKLINE_ADMIN_TOKEN_FILE: is set together with"):
         load_status(
             {
                 "HOOKLINE_ADMIN_TOKEN": SECRET,
@@ -110,7 +110,7 @@ def test_a_service_process_forgets_its_secrets_and_is_undumpable() -> None:
 
 
 def test_run_as_names_an_existing_user() -> None:
-    with pytest.raises(ConfigError, match="^HOOKLINE_WORKER_RUN_AS: no such user 'no-such-user'"):
+    with pytest.raises(ConfigError, match=r"^HOOKLINE_WORKER_RUN_AS: no such user 'no-such-user'"):
         load_worker({"HOOKLINE_WORKER_RUN_AS": "no-such-user"})
     if os.geteuid() == 0:
         assert load_worker({"HOOKLINE_WORKER_RUN_AS": "nobody"}).run_as == "nobody"
