@@ -21,7 +21,7 @@ from hookline_dispatcher.config import (
     Route,
     RoutingConfig,
 )
-from hookline_dispatcher.shell_templates import code_items, safe_variable
+from hookline_dispatcher.shell_templates import shell_template_problems
 
 KeyPath = tuple[str | int, ...]
 T = TypeVar("T")
@@ -160,21 +160,8 @@ def _run_problems(at: KeyPath, pipeline: Pipeline) -> Iterator[tuple[KeyPath, st
 
 
 def _shell_template_problems(at: KeyPath, command: list[str]) -> Iterator[tuple[KeyPath, str]]:
-    """A placeholder inside code a shell or interpreter runs is a command injection: a
-    branch name is chosen by whoever opens a pull request and may hold ``$(...)``."""
-    for i in code_items(command):
-        names = [m.group(1) for m in _PLACEHOLDER.finditer(command[i]) if m.group(1)]
-        if names:
-            name = names[0]
-            yield (
-                (*at, "command", i),
-                f"{{{name}}} inside code that a shell or interpreter runs ({command[i]!r}): "
-                f"its value comes from the webhook (a pull request's branch name is chosen "
-                f"by whoever opens it) and could run commands. Read it from the "
-                f'environment instead ("${safe_variable(name)}" in the script), or pass it '
-                f"as an argument after the script (sh -c 'echo \"$1\"' sh {{{name}}}); "
-                "unsafe_shell_templates = true on the pipeline allows it anyway",
-            )
+    for i, problem in shell_template_problems(command):
+        yield (*at, "command", i), problem
 
 
 def _limit_problems(at: KeyPath, pipeline: Pipeline) -> Iterator[tuple[KeyPath, str]]:

@@ -8,6 +8,7 @@ that are code (``sh -c SCRIPT``, ``python -c CODE``, ``ssh HOST COMMAND…``).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 # Programs that read their -c argument as shell script.
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "csh", "tcsh", "fish"})
@@ -24,6 +25,7 @@ _SHELL_VALUE_OPTIONS = frozenset({"-o", "+o", "-O", "+O"})
 # ssh options that take a value; every item after the destination is remote shell text.
 _SSH_VALUE_OPTIONS = frozenset("BbcDEeFIiJLlmOoPpQRSWw")
 _VERSIONED = re.compile(r"^(python|perl|ruby|node|php)[0-9.]*$")
+_NAMED = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 
 
 def program_name(item: str) -> str:
@@ -108,3 +110,22 @@ def safe_variable(placeholder: str) -> str:
     if placeholder in ("job_id", "delivery_id"):
         return f"HOOKLINE_{placeholder.upper()}"
     return f"HOOKLINE_META_{placeholder.upper()}"
+
+
+def shell_template_problems(command: list[str]) -> Iterator[tuple[int, str]]:
+    """(index, problem) for each code item of ``command`` holding a placeholder: a
+    command injection, since a branch name is chosen by whoever opens a pull request
+    and may hold ``$(...)``."""
+    for i in code_items(command):
+        names = [m.group(1) for m in _NAMED.finditer(command[i]) if m.group(1)]
+        if names:
+            name = names[0]
+            yield (
+                i,
+                f"{{{name}}} inside code that a shell or interpreter runs ({command[i]!r}): "
+                f"its value comes from the webhook (a pull request's branch name is chosen "
+                f"by whoever opens it) and could run commands. Read it from the "
+                f'environment instead ("${safe_variable(name)}" in the script), or pass it '
+                f"as an argument after the script (sh -c 'echo \"$1\"' sh {{{name}}}); "
+                "unsafe_shell_templates = true on the pipeline allows it anyway",
+            )
