@@ -67,6 +67,23 @@ async def test_config_check_of_a_bad_file_is_one_line_and_exit_2(tmp_path: Path)
     )
 
 
+async def test_config_check_refuses_a_placeholder_in_a_shell_script(tmp_path: Path) -> None:
+    path = tmp_path / "hookline.toml"
+    path.write_text('[pipelines.a]\ncommand = ["sh", "-c", "echo {branch}"]\n')
+    code, out, err = await cli({}, "config", "check", str(path))
+    assert code == 2
+    assert out == ""
+    assert err.startswith(f"hookline: error: {path}:2: pipelines.a.command[2]: {{branch}} inside")
+    assert '"$HOOKLINE_META_BRANCH" in the script' in err
+    path.write_text(
+        '[pipelines.a]\ncommand = ["sh", "-c", "echo {branch}"]\nunsafe_shell_templates = true\n'
+        '[[routes]]\npipeline = "a"\n'
+    )
+    code, out, err = await cli({}, "config", "check", str(path))
+    assert code == 0, err
+    assert "unsafe shell templates" in out
+
+
 async def test_the_dispatcher_refuses_to_start_with_a_bad_file(tmp_path: Path) -> None:
     path = tmp_path / "hookline.toml"
     path.write_text('[pipelines.a]\nhandler = "m:f"\nbackoff = { kind = "linear" }\n')

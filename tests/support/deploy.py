@@ -143,7 +143,7 @@ def settings_by_service() -> dict[str, set[str]]:
     import importlib
     import inspect
 
-    from hookline.config import BaseSettings, env_names
+    from hookline.config import FILE_SUFFIX, SECRET_VARIABLES, BaseSettings, env_names
 
     found: dict[str, set[str]] = {}
     for service in SERVICES:
@@ -152,6 +152,7 @@ def settings_by_service() -> dict[str, set[str]]:
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if issubclass(cls, BaseSettings) and cls.__module__ == module.__name__:
                 names |= set(env_names(cls).values())
+        names |= {var + FILE_SUFFIX for var in names if var in SECRET_VARIABLES}
         assert names, f"no settings class in hookline_{service}.settings"
         found[service] = names
     return found

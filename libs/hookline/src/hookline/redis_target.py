@@ -21,7 +21,7 @@ from pathlib import Path
 
 import msgspec
 
-from hookline.config import BaseSettings
+from hookline.config import FILE_SUFFIX, BaseSettings, secret_value
 from hookline.errors import ConfigError
 from hookline.redact import redact_url
 
@@ -53,15 +53,18 @@ class RedisTarget:
     def apply(self, env: Mapping[str, str]) -> dict[str, str]:
         """``env`` with this Redis in it (and the record's prefix, unless one is set)."""
         out = {**env, "REDIS_URL": self.url}
+        out.pop("REDIS_URL" + FILE_SUFFIX, None)  # read already: the URL is in REDIS_URL
         if self.prefix and not env.get("HOOKLINE_PREFIX"):
             out["HOOKLINE_PREFIX"] = self.prefix
         return out
 
 
 def resolve(env: Mapping[str, str], home: Path) -> RedisTarget:
-    """``REDIS_URL`` wins; else a live ``up``'s record; else the default URL."""
-    if env.get("REDIS_URL"):
-        return RedisTarget(env["REDIS_URL"], "REDIS_URL")
+    """``REDIS_URL`` (or the file ``REDIS_URL_FILE`` names) wins; else a live ``up``'s
+    record; else the default URL."""
+    if url := secret_value(env, "REDIS_URL"):
+        source = "REDIS_URL_FILE" if env.get("REDIS_URL" + FILE_SUFFIX) else "REDIS_URL"
+        return RedisTarget(url, source)
     path = home / RECORD_FILE
     if not path.exists():
         no_up = "the default: REDIS_URL not set, no hookline up here"

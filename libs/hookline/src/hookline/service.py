@@ -22,6 +22,7 @@ from aiohttp import web
 from hookline.config import BaseSettings
 from hookline.errors import ConfigError
 from hookline.logs import configure_logging, get_logger
+from hookline.private import keep_secrets
 from hookline.redact import redact_url
 from hookline.redis_target import HOME, resolve
 from hookline.web import bind_socket
@@ -69,6 +70,8 @@ def run_service(
         if target.prefix is not None:
             environ = target.apply(environ)
         settings = load(environ)
+        if env is None or env is os.environ:
+            keep_secrets()  # read once: now off the environment and out of /proc's reach
         host, port, setting = listen(settings)
         sock, refused = _bind(host, port, setting, any_port_if_taken) if port else (None, None)
     except ConfigError as exc:

@@ -3,7 +3,9 @@
 Starts Redis (``REDIS_URL`` if given, else an embedded redis-server with AOF under
 ``.hookline/redis``), then ingress, dispatcher, status and N workers; prints the URLs
 and one ready line; records its Redis in ``.hookline/up.json`` for the operator
-commands; restarts a service that dies. The first SIGINT/SIGTERM stops everything and
+commands; restarts a service that dies. Each service gets only its own secrets, as files
+in ``.hookline/secrets/`` (mode 0600) named by ``<VAR>_FILE``, never as values in its
+environment. The first SIGINT/SIGTERM stops everything and
 lets running jobs finish; a second one stops running jobs at once (the workers hand them
 back); a third kills every service's process group.
 """
@@ -23,13 +25,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hookline.config import FILE_SUFFIX, secret_value
 from hookline.durations import parse_duration
 from hookline.embedded_redis import EmbeddedRedis, RedisNotFound
 from hookline.errors import ConfigError, HooklineError
 from hookline.keys import DEFAULT_PREFIX
 from hookline.parent_death import die_with_parent
+from hookline.private import forget_secrets, keep_secrets
 from hookline.redact import redact_url
 from hookline.redis_target import UpClaim
+from hookline.up_secrets import (
+    SECRETS_OF,
+    remove_secret_files,
+    secret_values,
+    write_secret_files,
+)
 from hookline.web import bind_socket
 
 READY_TIMEOUT = 60.0
@@ -47,6 +57,7 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     health_port: int
+    secrets: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -54,8 +65,12 @@ class Child:
 
 def load_or_create_secret(env: Mapping[str, str], home: Path) -> tuple[str, str]:
     """The webhook secret, and where it came from (for the banner)."""
-    if env.get("GITHUB_WEBHOOK_SECRET"):
-        return env["GITHUB_WEBHOOK_SECRET"], "from GITHUB_WEBHOOK_SECRET"
+    given = secret_value(env, "GITHUB_WEBHOOK_SECRET")
+    if given:
+        source = "GITHUB_WEBHOOK_SECRET" + (
+            FILE_SUFFIX if env.get("GITHUB_WEBHOOK_SECRET_FILE") else ""
+        )
+        return given, f"from {source}"
     path = home / "secret"
     if path.exists():
         return path.read_text().strip(), f"reused, stored in {path}"
@@ -143,6 +158,7 @@ class Supervisor:
             **env,
             "HOOKLINE_STATUS_URL": env.get("HOOKLINE_STATUS_URL") or f"http://127.0.0.1:{status}",
         }
+        forget_secrets(base)  # handed over per service, as files (see _hand_over_secrets)
         base.setdefault("HOOKLINE_ARTIFACTS_DIR", str(self.home / "artifacts"))
         base.setdefault("HOOKLINE_WORK_DIR", str(self.home / "work"))
         base.setdefault("HOOKLINE_INGRESS_SPOOL_DIR", str(self.home / "spool"))
@@ -155,7 +171,8 @@ class Supervisor:
         def child(
             name: str, module: str, port: int, extra: dict[str, str], args: list[str] | None = None
         ) -> Child:
-            return Child(name, [py, "-m", module, *(args or [])], {**base, **extra}, port)
+            argv = [py, "-m", module, *(args or [])]
+            return Child(name, argv, {**base, **extra}, port, SECRETS_OF.get(module, ()))
 
         self.children = [
             child(
@@ -194,8 +211,8 @@ class Supervisor:
         )
 
     def start_redis(self) -> str:
-        if self.env.get("REDIS_URL"):
-            return self.env["REDIS_URL"]
+        if url := secret_value(self.env, "REDIS_URL"):
+            return url
         try:
             self.redis = EmbeddedRedis(
                 self.home / "redis", port=_port(self.env, "HOOKLINE_REDIS_PORT", 6390)
@@ -212,6 +229,8 @@ class Supervisor:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=die_with_parent,
+            close_fds=True,
+            pass_fds=(),
         )
         child.started = time.monotonic()
 
@@ -229,16 +248,12 @@ class Supervisor:
     def _run(self) -> int:
         self.plan()
         secret, secret_origin = load_or_create_secret(self.env, self.home)
-        self.env["GITHUB_WEBHOOK_SECRET"] = secret
-        _check_free_redis_port = self.env.get("REDIS_URL") is None
-        if _check_free_redis_port:
+        if secret_value(self.env, "REDIS_URL") is None:
             _check_free(
                 "127.0.0.1", _port(self.env, "HOOKLINE_REDIS_PORT", 6390), "HOOKLINE_REDIS_PORT"
             )
         redis_url = self.start_redis()
-        for child in self.children:
-            child.env["REDIS_URL"] = redis_url
-            child.env["GITHUB_WEBHOOK_SECRET"] = secret
+        self._hand_over_secrets(secret_values(self.env, secret, redis_url))
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         try:
@@ -251,6 +266,17 @@ class Supervisor:
         finally:
             self.shutdown()
         return 0
+
+    def _hand_over_secrets(self, values: Mapping[str, str]) -> None:
+        """Each child's environment names the files of its own secrets only; then this
+        process forgets the secret variables it was given and becomes undumpable."""
+        files = write_secret_files(self.home, values)
+        for child in self.children:
+            for var in ("REDIS_URL", *child.secrets):
+                if var in values:
+                    child.env[var + FILE_SUFFIX] = files[var + FILE_SUFFIX]
+        forget_secrets(self.env)
+        keep_secrets()
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         # Only count here: the loops act on it (printing from a handler can re-enter print).
@@ -338,6 +364,7 @@ class Supervisor:
                 child.process.wait()
         if self.redis is not None:
             self.redis.stop()
+        remove_secret_files(self.home)
         print("hookline stopped", flush=True)
 
     @staticmethod

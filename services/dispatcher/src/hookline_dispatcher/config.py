@@ -52,6 +52,9 @@ class Pipeline(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     failure_ttl: Duration = Duration(7 * 86400)
     delay: Duration = Duration(0)
     env: dict[str, str] = {}
+    # Allow placeholders inside a shell script or interpreter code (`sh -c "… {branch}"`):
+    # a command injection for anyone who can name a branch; off unless set by name.
+    unsafe_shell_templates: bool = False
 
 
 class Route(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

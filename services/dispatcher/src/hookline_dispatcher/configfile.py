@@ -21,6 +21,7 @@ from hookline_dispatcher.config import (
     Route,
     RoutingConfig,
 )
+from hookline_dispatcher.shell_templates import shell_template_problems
 
 KeyPath = tuple[str | int, ...]
 T = TypeVar("T")
@@ -152,8 +153,15 @@ def _run_problems(at: KeyPath, pipeline: Pipeline) -> Iterator[tuple[KeyPath, st
         for i, arg in enumerate(pipeline.command):
             if (problem := template_problem(arg)) is not None:
                 yield (*at, "command", i), problem
+        if not pipeline.unsafe_shell_templates:
+            yield from _shell_template_problems(at, pipeline.command)
     if pipeline.handler is not None and not HANDLER_PATH.match(pipeline.handler):
         yield (*at, "handler"), f"expected 'package.module:function', got {pipeline.handler!r}"
+
+
+def _shell_template_problems(at: KeyPath, command: list[str]) -> Iterator[tuple[KeyPath, str]]:
+    for i, problem in shell_template_problems(command):
+        yield (*at, "command", i), problem
 
 
 def _limit_problems(at: KeyPath, pipeline: Pipeline) -> Iterator[tuple[KeyPath, str]]:
@@ -371,6 +379,8 @@ def describe(config: RoutingConfig) -> list[str]:
             extras.append("supersede")
         if pipeline.no_retry_on:
             extras.append("no retry on " + ",".join(pipeline.no_retry_on))
+        if pipeline.unsafe_shell_templates:
+            extras.append("unsafe shell templates")
         out.append(f"     {runs}")
         out.append(
             f"     queue {pipeline.queue}, timeout {format_duration(pipeline.timeout)}, "

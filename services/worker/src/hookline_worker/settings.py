@@ -13,6 +13,8 @@ from hookline.durations import Duration
 from hookline.errors import ConfigError
 from hookline.keys import DEFAULT_QUEUE, check_name
 
+from hookline_worker.runners.run_as import RunAs
+
 
 class WorkerSettings(BaseSettings, frozen=True, kw_only=True):
     host: str = "0.0.0.0"
@@ -30,6 +32,8 @@ class WorkerSettings(BaseSettings, frozen=True, kw_only=True):
     liveness_ttl: Duration = Duration(3)
     max_deliveries: int = 3
     kill_grace: Duration = Duration(5)
+    # A worker running as root runs command pipelines as this user (name or uid).
+    run_as: str = ""
 
     ENV: ClassVar[dict[str, str]] = {
         "host": "HOOKLINE_WORKER_HOST",
@@ -47,6 +51,7 @@ class WorkerSettings(BaseSettings, frozen=True, kw_only=True):
         "liveness_ttl": "HOOKLINE_WORKER_LIVENESS_TTL",
         "max_deliveries": "HOOKLINE_WORKER_MAX_DELIVERIES",
         "kill_grace": "HOOKLINE_WORKER_KILL_GRACE",
+        "run_as": "HOOKLINE_WORKER_RUN_AS",
     }
 
     def __post_init__(self) -> None:
@@ -73,6 +78,8 @@ class WorkerSettings(BaseSettings, frozen=True, kw_only=True):
             ("HOOKLINE_WORKER_KILL_GRACE", self.kill_grace >= 0, "must not be negative"),
         ]
         found = [(env, problem) for env, ok, problem in limits if not ok]
+        if self.run_as and (problem := run_as_problem(self.run_as)) is not None:
+            found.append(("HOOKLINE_WORKER_RUN_AS", problem))
         names = [("HOOKLINE_WORKER_QUEUES", "queue", q) for q in self.queues]
         if self.name:
             names.append(("HOOKLINE_WORKER_NAME", "worker name", self.name))
@@ -86,6 +93,17 @@ class WorkerSettings(BaseSettings, frozen=True, kw_only=True):
     @property
     def worker_name(self) -> str:
         return self.name or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def run_as_problem(user: str) -> str | None:
+    """Why commands cannot be switched to ``user``, or None."""
+    try:
+        RunAs.named(user)
+    except KeyError:
+        return f"no such user {user!r}"
+    if os.geteuid() != 0:
+        return "switching commands to another user needs the worker to run as root"
+    return None
 
 
 def load(env: Mapping[str, str], **flags: Any) -> WorkerSettings:

@@ -44,6 +44,7 @@ from hookline_worker.liveness import Liveness
 from hookline_worker.metrics import WorkerMetrics
 from hookline_worker.runners import Runner, runner_for
 from hookline_worker.runners.command import scratch_owners, sweep_scratch
+from hookline_worker.runners.run_as import RunAs
 from hookline_worker.settings import WorkerSettings
 
 __all__ = ["Worker", "WorkerMetrics"]
@@ -78,6 +79,7 @@ class Worker:
         self.last_claim = float("-inf")
         self.lease_ms = int(settings.lease_timeout * 1000)
         self.work_dir = Path(settings.work_dir)
+        self.run_as = RunAs.named(settings.run_as) if settings.run_as else None
         self.wake = asyncio.Event()  # a job ended, or stop
         self.ended = asyncio.Event()  # the loop is to end: a stop, or a burst ran dry
         self.leases = Leases(redis, GROUP_WORKERS, self.name, self.keys.job_started)
@@ -359,7 +361,7 @@ class Worker:
                 self._launch(attempt)
 
     def _runner_for(self, spec: JobSpec) -> Runner:
-        return runner_for(spec, self.work_dir, self.settings.kill_grace)
+        return runner_for(spec, self.work_dir, self.settings.kill_grace, self.run_as)
 
     def _launch(self, attempt: Attempt) -> None:
         task = asyncio.create_task(self.attempts.execute(attempt))

@@ -17,6 +17,7 @@ from hookline_worker.context import JobContext
 from hookline_worker.runners.command import CommandRunner
 from hookline_worker.runners.handler import handler_runner
 from hookline_worker.runners.result import RunResult
+from hookline_worker.runners.run_as import RunAs
 
 __all__ = ["RunResult", "Runner", "runner_for"]
 
@@ -33,14 +34,16 @@ class Runner(Protocol):
     async def __call__(self, ctx: JobContext) -> RunResult: ...
 
 
-def runner_for(spec: JobSpec, work_dir: Path, kill_grace: float) -> Runner:
+def runner_for(
+    spec: JobSpec, work_dir: Path, kill_grace: float, run_as: RunAs | None = None
+) -> Runner:
     """The runner of a job's pipeline; a PipelineError if it cannot be had (a handler
     that does not import)."""
     run = spec.run  # isinstance, not match: this is on every job's path
     if isinstance(run, HandlerRun):
         return handler_runner(run.path)
     if isinstance(run, CommandRun):
-        return CommandRunner(run.argv, spec.env, work_dir, kill_grace)
+        return CommandRunner(run.argv, spec.env, work_dir, kill_grace, run_as)
     if run is None:
         raise PipelineError(f"pipeline {spec.pipeline!r} runs nothing")
     assert_never(run)

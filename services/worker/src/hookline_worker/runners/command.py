@@ -1,5 +1,6 @@
 """The command runner: an argv run as a subprocess in its own session (process group),
-no shell, in a scratch folder removed afterwards.
+no shell, in a scratch folder removed afterwards; with none of the worker's secrets
+(environment, file descriptors) and, from a root worker, as ``HOOKLINE_WORKER_RUN_AS``.
 
 Cancelling it (timeout, cancel, shutdown) sends the whole process group SIGTERM, then
 SIGKILL after the kill grace. Its result is the JSON object on the last line of stdout.
@@ -19,16 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from hookline.config import FILE_SUFFIX, SECRET_VARIABLES
 from hookline.events import JobError
 
 from hookline_worker.context import JobContext
 from hookline_worker.runners.result import OUTPUT_TAIL_BYTES, RunResult, checked_result, error_of
+from hookline_worker.runners.run_as import RunAs
 
 # After the command's own process exits, how long its output pipes may stay open
 # (held by a process that left the group) before the worker stops reading them.
 PIPE_CLOSE_WAIT = 1.0
 # Settings and secrets of the worker itself are not passed on to commands.
-_PRIVATE_ENV = ("REDIS_URL", "GITHUB_WEBHOOK_SECRET")
+_PRIVATE_ENV = frozenset(name for var in SECRET_VARIABLES for name in (var, var + FILE_SUFFIX))
 _PRIVATE_PREFIX = "HOOKLINE_"
 
 _result_decoder = msgspec.json.Decoder(dict[str, Any])
@@ -42,10 +45,13 @@ class CommandRunner:
     env: Mapping[str, str]
     work_dir: Path
     kill_grace: float
+    run_as: RunAs | None = None
     kind: str = "command"
 
     async def __call__(self, ctx: JobContext) -> RunResult:
-        return await run_command(self.argv, self.env, ctx, self.work_dir, self.kill_grace)
+        return await run_command(
+            self.argv, self.env, ctx, self.work_dir, self.kill_grace, self.run_as
+        )
 
 
 def command_env(
@@ -148,10 +154,17 @@ class _Tail:
 class _Child:
     """A command in its own session, its exit watched through a pidfd (asyncio's own
     ``Process.wait`` also waits for the pipes, which a stray background process may
-    hold open forever)."""
+    hold open forever). It inherits no file descriptor but its pipes; with ``run_as``
+    it runs as that user (uid, gid and groups set in the child before exec, by
+    Popen itself: no preexec_fn in a threaded worker)."""
 
-    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, argv: list[str], cwd: Path, env: dict[str, str], run_as: RunAs | None = None
+    ) -> None:
         self.loop = asyncio.get_running_loop()
+        switch: dict[str, Any] = {}
+        if run_as is not None:
+            switch = {"user": run_as.uid, "group": run_as.gid, "extra_groups": run_as.groups}
         self.proc = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -160,6 +173,9 @@ class _Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            close_fds=True,
+            pass_fds=(),
+            **switch,
         )
         assert self.proc.stdout is not None
         assert self.proc.stderr is not None
@@ -204,6 +220,7 @@ async def run_command(
     ctx: JobContext,
     work_dir: Path,
     kill_grace: float,
+    run_as: RunAs | None = None,
 ) -> RunResult:
     """Run the argv (no shell) in a new session, in a scratch folder removed afterwards.
     Every path it is given is absolute (a relative ``work_dir`` is taken from the
@@ -221,7 +238,9 @@ async def run_command(
         cwd.mkdir(parents=True, exist_ok=True)
         ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
         payload_file.write_bytes(ctx.raw_payload)
-        child = _Child(argv, cwd, env)
+        if run_as is not None:
+            run_as.give(cwd, payload_file, ctx.artifacts_dir)
+        child = _Child(argv, cwd, env, run_as)
     except OSError as exc:
         await _clean(cwd, payload_file)
         return RunResult(False, error=error_of(exc, retryable=False))
