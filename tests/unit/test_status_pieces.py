@@ -15,7 +15,10 @@ from hookline_status.settings import load
     [
         ({}, JobQuery()),
         ({"status": "failed", "limit": "7"}, JobQuery(status="failed", limit=7)),
-        ({"queue": "video", "repository": "o/r"}, JobQuery(queue="video", repository="o/r")),
+        (
+            {"queue": "video", "repository": "o/r"},
+            JobQuery(filters=(("queue", "video"), ("repository", "o/r"))),
+        ),
         ({"cursor": "123:job-1"}, JobQuery(cursor=Cursor(123, "job-1"))),
         ({"cursor": "123:a:b"}, JobQuery(cursor=Cursor(123, "a:b"))),
     ],

@@ -30,6 +30,7 @@ __all__ = [
     "claim_stale_entries",
     "commit",
     "dead_letter_op",
+    "decode_data",
     "decode_entry",
     "ensure_group",
     "parse_entries",
@@ -62,8 +63,13 @@ def decode_entry(entry: Entry, max_deliveries: int) -> AnyEvent | Poison:
         return Poison(
             f"delivered {entry.deliveries} times without being acknowledged", "redelivered"
         )
+    return decode_data(entry.data or b"")
+
+
+def decode_data(data: bytes) -> AnyEvent | Poison:
+    """The event ``data`` holds, or why it cannot be one; never raises."""
     try:
-        return decode(entry.data or b"")
+        return decode(data)
     except Exception as exc:  # any failure (RecursionError too) means the same: set aside
         return Poison(f"undecodable: {type(exc).__name__}: {exc}"[:500], "undecodable")
 

@@ -26,7 +26,7 @@ from hookline.service import fail
 
 from hookline_status.documents import LIST_STATUSES
 from hookline_status.overview import system_info
-from hookline_status.query import DEFAULT_LIMIT, MAX_LIMIT, QueryError, parse_job_query
+from hookline_status.query import DEFAULT_LIMIT, DIMENSIONS, MAX_LIMIT, QueryError, parse_job_query
 from hookline_status.reads import get_job, job_history, list_job_documents
 
 _decoder = msgspec.json.Decoder()
@@ -55,7 +55,7 @@ def register(sub: Subcommands) -> None:
     jobs.add_argument(
         "--limit", type=_limit, default=DEFAULT_LIMIT, help=f"at most N jobs (1-{MAX_LIMIT})"
     )
-    for name in ("queue", "pipeline", "repository"):
+    for name in DIMENSIONS:
         jobs.add_argument(f"--{name}", help=f"only jobs of this {name}")
     jobs.add_argument("--cursor", help="continue after a previous page (its next_cursor)")
     _json_flag(jobs)
@@ -239,7 +239,7 @@ def _job_row(job: Mapping[str, Any]) -> list[str]:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     raw = {"status": args.status, "limit": str(args.limit)}
-    for name in ("queue", "pipeline", "repository", "cursor"):
+    for name in (*DIMENSIONS, "cursor"):
         if getattr(args, name) is not None:
             raw[name] = getattr(args, name)
     try:
@@ -264,8 +264,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def format_job(job: Mapping[str, Any], events: list[dict[str, Any]] | None) -> str:
+    width = max(len(name) for name in job) if job else 0
     lines = [
-        f"{name:<12} {json.dumps(value) if isinstance(value, dict | list) else value}"
+        f"{name:<{width}} {json.dumps(value) if isinstance(value, dict | list) else value}"
         for name, value in job.items()
         if value not in (None, {}, "") and name != "meta"
     ]

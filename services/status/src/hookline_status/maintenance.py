@@ -13,12 +13,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 from hookline import clock
-from hookline.events import decode
 from hookline.keys import EVENT_FIELD, Keys
 from hookline.logs import get_logger
 from hookline.redis_client import Redis
+from hookline.streams import Poison, decode_data
 from hookline.text import text
 from redis.exceptions import ResponseError
 
@@ -113,7 +112,8 @@ async def _read_stream(
     while True:
         batch: Any = await redis.xrange(stream, min=low, max=str(until_ms), count=chunk)
         for entry_id, fields in batch:
-            yield parse_id(entry_id), (fields or {}).get(EVENT_FIELD)
+            # No fields: the entry is gone; fields without hookline's: poison.
+            yield parse_id(entry_id), fields.get(EVENT_FIELD, b"") if fields else None
         if len(batch) < chunk:
             return
         low = f"({text(batch[-1][0])}"
@@ -154,11 +154,11 @@ async def replay(
             same_ms = []
         if data is None:
             continue
-        try:
-            update = project(decode(data))
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        event = decode_data(data)
+        if isinstance(event, Poison):
             state.undecodable += 1
             continue
+        update = project(event)
         if update is not None:
             same_ms.append((entry_id, update))
         if len(pending) >= chunk:

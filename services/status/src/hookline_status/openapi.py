@@ -14,7 +14,13 @@ import msgspec
 from msgspec import inspect as mi
 
 from hookline_status.documents import DOCUMENTS, LIST_STATUSES
-from hookline_status.query import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_FILTER_LENGTH, MAX_LIMIT
+from hookline_status.query import (
+    CURSOR_PATTERN,
+    DEFAULT_LIMIT,
+    DIMENSIONS,
+    MAX_FILTER_LENGTH,
+    MAX_LIMIT,
+)
 
 _STR = {"type": "string"}
 _REF = "#/components/schemas/{name}"
@@ -164,9 +170,7 @@ def document() -> dict[str, Any]:
                 "default": DEFAULT_LIMIT,
             },
         },
-        _filter("queue"),
-        _filter("pipeline"),
-        _filter("repository"),
+        *(_filter(dimension) for dimension in DIMENSIONS),
         {
             "name": "cursor",
             "in": "query",

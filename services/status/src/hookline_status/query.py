@@ -56,14 +56,9 @@ class Cursor:
 class JobQuery:
     status: ListStatus = "all"
     limit: int = DEFAULT_LIMIT
-    queue: str | None = None
-    pipeline: str | None = None
-    repository: str | None = None
+    # (dimension, value) pairs, dimensions of DIMENSIONS, in its order.
+    filters: tuple[tuple[str, str], ...] = ()
     cursor: Cursor | None = None
-
-    @property
-    def filters(self) -> list[tuple[str, str]]:
-        return [(d, v) for d in DIMENSIONS if (v := getattr(self, d)) is not None]
 
 
 QUERY_PARAMETERS: Final = frozenset({"status", "limit", "cursor", *DIMENSIONS})
@@ -98,4 +93,4 @@ def parse_job_query(query: Mapping[str, str]) -> JobQuery:
             )
         filters[dimension] = value
     cursor = Cursor.decode(query["cursor"]) if "cursor" in query else None
-    return JobQuery(status=status, limit=limit, cursor=cursor, **filters)
+    return JobQuery(status=status, limit=limit, cursor=cursor, filters=tuple(filters.items()))

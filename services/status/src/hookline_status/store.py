@@ -25,7 +25,7 @@ from msgspec import inspect as mi
 from hookline_status.documents import JobView
 from hookline_status.projection import TRANSITIONS, ViewUpdate
 from hookline_status.query import DIMENSIONS
-from hookline_status.view_keys import ViewKeys, view_keys
+from hookline_status.view_keys import INDEX_TAIL, ViewKeys, view_keys
 
 APPLY = Script.load("hookline_status", "apply")
 SWEEP = Script.load("hookline_status", "sweep")
@@ -63,6 +63,7 @@ def _config() -> bytes:
             "allowed": {old: sorted(new) for old, new in TRANSITIONS.items()},
             "buckets": list(DURATION_BUCKETS),
             "dimensions": list(DIMENSIONS),
+            "index_tail": INDEX_TAIL,
             "document": document_layout(),
         }
     )

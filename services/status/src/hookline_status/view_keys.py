@@ -12,6 +12,10 @@ from typing import Final
 from hookline.keys import Keys
 from hookline.redis_client import Redis
 
+# The tail of a dimension index's name after its status: ``:queue=video``. printf-style,
+# so that Python and the apply script (Lua's string.format) use this one definition.
+INDEX_TAIL = ":%s=%s"
+
 
 @dataclass(frozen=True, slots=True)
 class ViewKeys:
@@ -40,8 +44,9 @@ class ViewKeys:
     def index(self, status: str, dimension: str = "", value: str = "") -> str:
         """Sorted set of job ids by creation time: all jobs with ``status`` (or ``all``),
         optionally only those whose ``dimension`` (queue, pipeline, repository) is
-        ``value``. The apply script names the indexes a view joins the same way."""
-        tail = f":{dimension}={value}" if dimension else ""
+        ``value``. The apply script names the indexes a view joins with the same
+        ``INDEX_TAIL`` (it is passed to it), so the format exists once."""
+        tail = INDEX_TAIL % (dimension, value) if dimension else ""
         return f"{self.index_prefix}{status}{tail}"
 
     @property

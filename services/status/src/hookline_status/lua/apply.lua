@@ -36,7 +36,7 @@ local function index_names(status, values)
     out[#out + 1] = s
     for i, d in ipairs(DIMS) do
       local v = values[i]
-      if v and v ~= '' then out[#out + 1] = s .. ':' .. d .. '=' .. v end
+      if v and v ~= '' then out[#out + 1] = s .. string.format(config.index_tail, d, v) end
     end
   end
   return out
