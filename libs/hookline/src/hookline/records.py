@@ -16,12 +16,14 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 import msgspec
 from msgspec import inspect as mi
 
+from hookline.text import text
+
 R = TypeVar("R", bound=msgspec.Struct)
 
 Count = Annotated[int, msgspec.Meta(ge=0)]
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]
-WorkerState = Literal["busy", "idle", "dead"]
+ObservedState = Literal["busy", "idle", "dead"]
 
 _json = msgspec.json.Encoder()
 
@@ -62,7 +64,7 @@ class WorkerView(msgspec.Struct, frozen=True, kw_only=True):
     host: str | None
     pid: int | None
     queues: list[str]
-    state: WorkerState  # dead: no heartbeat for the worker TTL
+    state: ObservedState  # dead: no heartbeat for the worker TTL
     busy: Count
     concurrency: Count | None
     current_jobs: list[CurrentJob]
@@ -170,20 +172,16 @@ def _value(text: str, field: _Field) -> Any:
     return msgspec.json.decode(text, type=field.type)
 
 
-def _str(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
-
-
 def from_hash(cls: type[R], raw: Mapping[bytes, bytes] | Mapping[str, str]) -> R:
     """A record from its hash fields (as HGETALL returns them); what is missing or does
     not read takes the field's default."""
-    text = {_str(k): _str(v) for k, v in raw.items()}
+    fields = {text(k): text(v) for k, v in raw.items()}
     upcast = _UPCASTS.get(cls)
     if upcast is not None:
-        text = upcast(text)
+        fields = upcast(fields)
     values: dict[str, Any] = {}
     for field in _fields(cls):
-        found = text.get(field.key)
+        found = fields.get(field.key)
         if found is None:
             continue
         try:

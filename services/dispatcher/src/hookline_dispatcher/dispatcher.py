@@ -19,6 +19,7 @@ from typing import Any, assert_never
 from hookline.consumer import Write
 from hookline.events import (
     AnyEvent,
+    Command,
     CommandAnswer,
     FailedPurgeRequested,
     JobCancelRequested,
@@ -44,7 +45,6 @@ from redis.exceptions import WatchError
 from hookline_dispatcher import reads
 from hookline_dispatcher.config import RoutingConfig
 from hookline_dispatcher.lifecycle.attempts import on_finished
-from hookline_dispatcher.lifecycle.commands import Command
 from hookline_dispatcher.lifecycle.records import Plan, encode_record, record_of
 from hookline_dispatcher.lifecycle.webhooks import NewJob, plan_new_job
 from hookline_dispatcher.scripts import MARK_ENDED, MARK_STARTED, MOVE_DUE, NEW_JOB

@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import assert_never
 
-from hookline.events import FailedPurgeRequested, JobCancelRequested, JobRequeueRequested
+from hookline.events import Command, FailedPurgeRequested, JobCancelRequested, JobRequeueRequested
 from hookline.keys import Keys
 from hookline.text import text
 from redis.asyncio.client import Pipeline as RedisPipeline
 
 from hookline_dispatcher.lifecycle import commands
-from hookline_dispatcher.lifecycle.commands import MAX_BULK, Answer, Command, Failed, Known
+from hookline_dispatcher.lifecycle.commands import MAX_BULK, Answer, Failed, Known
 from hookline_dispatcher.lifecycle.records import JobState, phase_of
 
 

@@ -31,13 +31,13 @@ from hookline.events import (
 from hookline_status.documents import STATUSES, JobEvent, Status
 
 # Where in an attempt an event sits; the rank orders events within an attempt by it.
-Phase = Literal[0, 1, 2, 3, 4, 5]
-PHASE_RECEIVED: Final[Phase] = 0
-PHASE_DEFERRED: Final[Phase] = 1
-PHASE_QUEUED: Final[Phase] = 2
-PHASE_STARTED: Final[Phase] = 3
-PHASE_ENDED: Final[Phase] = 4
-PHASE_PURGED: Final[Phase] = 5
+EventPhase = Literal[0, 1, 2, 3, 4, 5]
+PHASE_RECEIVED: Final[EventPhase] = 0
+PHASE_DEFERRED: Final[EventPhase] = 1
+PHASE_QUEUED: Final[EventPhase] = 2
+PHASE_STARTED: Final[EventPhase] = 3
+PHASE_ENDED: Final[EventPhase] = 4
+PHASE_PURGED: Final[EventPhase] = 5
 PHASES_PER_ATTEMPT: Final = 8
 
 # A purged job's view lives on for this long, then the sweep forgets it everywhere.
@@ -64,7 +64,7 @@ TRANSITIONS: Final[dict[Status, frozenset[Status]]] = {
 _json = msgspec.json.Encoder()
 
 
-def rank(attempt: int, phase: Phase) -> int:
+def rank(attempt: int, phase: EventPhase) -> int:
     return attempt * PHASES_PER_ATTEMPT + phase
 
 
@@ -80,7 +80,7 @@ class ViewUpdate:
 
     job_id: str
     attempt: int
-    phase: Phase
+    phase: EventPhase
     status: Status
     created_ms: int
     created_at: str
@@ -137,7 +137,7 @@ def _repository(meta: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _update(event: AnyEvent, phase: Phase, status: Status, **rest: Any) -> ViewUpdate:
+def _update(event: AnyEvent, phase: EventPhase, status: Status, **rest: Any) -> ViewUpdate:
     """An update at the event's own time (its creation time too, unless given)."""
     at = event.occurred_at
     rest.setdefault("created_ms", _ms(at))

@@ -13,15 +13,14 @@ from hookline.events import (
     JobCancelRequested,
     JobFinished,
     JobPurged,
-    JobRequeueRequested,
 )
 from hookline.keys import Keys
+from hookline.lua import Op
 
 from hookline_dispatcher.lifecycle.records import (
     ACTIVE,
     CANCEL_TTL_DEFAULT,
     JobState,
-    Op,
     Phase,
     Plan,
     end_ops,
@@ -34,8 +33,6 @@ from hookline_dispatcher.lifecycle.records import (
 # when more remain, and the command can simply be sent again).
 MAX_BULK = 1000
 MORE_REMAIN = " (more remain: send the command again)"
-
-Command = JobRequeueRequested | JobCancelRequested | FailedPurgeRequested
 
 
 @dataclass(slots=True)

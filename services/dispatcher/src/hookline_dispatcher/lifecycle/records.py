@@ -22,9 +22,8 @@ from hookline.events import (
     encode,
 )
 from hookline.keys import EVENT_FIELD, Keys
+from hookline.lua import Op
 from hookline.text import text
-
-Op = tuple[object, ...]
 
 # Where a job's current attempt stands (the record's ``phase`` field).
 Phase = Literal["queued", "deferred", "started", "finished", "failed", "canceled", "skipped"]
