@@ -30,9 +30,10 @@ Persistence = Literal["aof", "rdb", "none", "unknown"]
 SETTING = "HOOKLINE_ALLOW_UNSAFE_REDIS"
 # Each probe (and so each /health, /readyz) waits this long at most for Redis.
 PROBE_DEADLINE = 0.5
-# Re-checked this often while Redis answers; much sooner while it does not, so a
-# restarted Redis is verified (or refused) within a moment of coming back.
-CHECK_EVERY = 5.0
+# Re-checked this often while Redis answers (two cheap INFO sections: a Redis switched
+# to an evicting policy gets at most a second of writes); much sooner while it does
+# not answer, so a restarted Redis is verified (or refused) a moment after it is back.
+CHECK_EVERY = 1.0
 RECHECK_UNREACHABLE = 0.25
 
 
