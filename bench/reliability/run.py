@@ -6,7 +6,8 @@ Each run delivers N real signed webhooks while, on a seeded schedule, workers ar
 killed (-9), the dispatcher and status are restarted, Redis is restarted, taken away
 from the ingress, switched to an evicting policy for a while (nothing may be appended
 then) and frozen (SIGSTOP) while status and the dispatcher restart. It prints
-deliveries, jobs, lost, duplicates executed and the worst recovery time per fault. Not a test: it never fails on a number.
+deliveries, jobs, lost, duplicates executed and the worst recovery time per fault.
+Not a test: it never fails on a number.
 """
 
 from __future__ import annotations
