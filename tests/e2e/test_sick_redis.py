@@ -43,19 +43,6 @@ def start(service: str, env: dict[str, str], tmp_path: Path, started: list[Servi
     return proc
 
 
-def wait_live(proc: ServiceProcess, timeout: float = 20) -> None:
-    def live() -> bool:
-        assert proc.process is not None
-        if proc.process.poll() is not None:
-            raise AssertionError(f"{proc.service} exited: {proc.logs()[-2000:]}")
-        try:
-            return http_json(f"{proc.url}/livez", timeout=1)[0] == 200
-        except OSError:
-            return False
-
-    wait_until(live, timeout, what=f"{proc.service} to answer /livez")
-
-
 def timed(url: str, timeout: float = 5) -> tuple[float, int, Any]:
     began = time.monotonic()
     status, body = http_json(url, timeout=timeout)
@@ -75,8 +62,8 @@ def test_an_evicting_redis_gets_no_webhook_and_every_service_says_why(
     env = env_for(evicting, tmp_path, prefix)
     ingress = start("ingress", env, tmp_path, services)
     status = start("status", env, tmp_path, services)
-    wait_live(ingress)
-    wait_live(status)
+    ingress.wait_healthy(path="/livez")
+    status.wait_healthy(path="/livez")
     direct = redis.Redis.from_url(evicting.url)
     keys = Keys(prefix)
 
@@ -105,7 +92,7 @@ def test_the_opt_out_runs_on_an_unsafe_redis_and_says_so(
 ) -> None:
     env = env_for(evicting, tmp_path, prefix, HOOKLINE_ALLOW_UNSAFE_REDIS="1")
     ingress = start("ingress", env, tmp_path, services)
-    wait_live(ingress)
+    ingress.wait_healthy(path="/livez")
     code, answer = post_webhook(ingress.url, PUSH, signed_headers(SECRET, PUSH, "push"))
     assert (code, answer["outcome"]) == (202, "accepted"), answer
     code, health = http_json(f"{ingress.url}/health")
@@ -126,8 +113,8 @@ def test_a_frozen_redis_never_stops_a_restarted_ingress_or_status_from_answering
     try:
         ingress = start("ingress", env, tmp_path, services)
         status = start("status", env, tmp_path, services)
-        wait_live(ingress)
-        wait_live(status)
+        ingress.wait_healthy(path="/livez")
+        status.wait_healthy(path="/livez")
         for proc in (ingress, status):
             for path in ("/readyz", "/health"):
                 took, code, body = timed(f"{proc.url}{path}")

@@ -428,7 +428,7 @@ class SickRedis:
             for proc in (run.status, run.dispatcher):
                 proc.start(wait=False)
             for proc in (run.status, run.dispatcher, run.ingress):
-                wait_until(lambda p=proc: _answers(p, "/livez"), 30, what=f"{proc.service} live")
+                proc.wait_healthy(30, path="/livez")
                 for path in ("/readyz", "/health"):
                     began = time.monotonic()
                     _answers(proc, path)
