@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -146,6 +146,7 @@ class RedisSafety:
         self.verdict: Verdict | None = None
         self.error: str | None = None  # why the last probe got no answer
         self.checked_at: float | None = None
+        self._watching = False
         self._log = get_logger(component="redis_safety")
         self._safe_gauge = (
             Gauge(
@@ -249,10 +250,31 @@ class RedisSafety:
             )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Re-check every ``every`` seconds (sooner while Redis does not answer)."""
-        while not stop.is_set():
-            verdict = await self.check()
-            await sleep_unless(stop, self.every if verdict is not None else RECHECK_UNREACHABLE)
+        """Re-check every ``every`` seconds (sooner while Redis does not answer). Returns
+        at once when the checks already run (the app's lifespan and a service's loop may
+        both ask for them: a loop that consults ``hold`` must never wait on nobody)."""
+        if self._watching:
+            return
+        self._watching = True
+        try:
+            while not stop.is_set():
+                verdict = await self.check()
+                pause = self.every if verdict is not None else RECHECK_UNREACHABLE
+                await sleep_unless(stop, pause)
+        finally:
+            self._watching = False
+
+
+async def checked(safety: RedisSafety, work: Awaitable[object]) -> None:
+    """Run a service's loop with the safety checks beside it (they end with it), so a loop
+    held by ``safety.hold`` is released once Redis is fixed, whoever started it."""
+    done = asyncio.Event()
+    checks = asyncio.create_task(safety.run(done), name="redis-safety-beside")
+    try:
+        await work
+    finally:
+        done.set()
+        await checks
 
 
 def _describe(exc: BaseException, deadline: float) -> str:

@@ -9,7 +9,7 @@ from aiohttp import web
 from hookline.keys import Keys
 from hookline.metrics import CollectorRegistry, ConsumerMetrics
 from hookline.redis_client import Redis, connect
-from hookline.redis_safety import RedisSafety, lifespan
+from hookline.redis_safety import RedisSafety, checked, lifespan
 from hookline.retry import retry_forever
 from hookline.service import Service
 from hookline.web import add_ops_routes
@@ -60,7 +60,7 @@ def build(
         await retry_forever(move_due, stop=stop, what="move_due")
 
     async def run(stop: asyncio.Event) -> None:
-        await asyncio.gather(consumer.run(stop), move_loop(stop))
+        await checked(safety, asyncio.gather(consumer.run(stop), move_loop(stop)))
 
     async def health() -> dict[str, object]:
         await safety.check()

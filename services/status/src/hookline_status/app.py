@@ -22,7 +22,7 @@ from hookline.metrics import (
     render,
 )
 from hookline.redis_client import UNAVAILABLE, Redis, connect
-from hookline.redis_safety import RedisSafety, lifespan
+from hookline.redis_safety import RedisSafety, checked, lifespan
 from hookline.retry import sleep_unless
 from hookline.service import Service
 from hookline.streams import Entry
@@ -126,7 +126,7 @@ def build(settings: StatusSettings) -> Service[StatusSettings]:
     async def run(stop: asyncio.Event) -> None:
         maintenance = asyncio.create_task(upkeep(redis, keys, settings, stop))
         try:
-            await consumer.run(stop)
+            await checked(safety, consumer.run(stop))
         finally:
             stop.set()
             with contextlib.suppress(asyncio.CancelledError):

@@ -15,7 +15,7 @@ from hookline.keys import Keys
 from hookline.logs import get_logger
 from hookline.metrics import CollectorRegistry
 from hookline.redis_client import UNAVAILABLE, Redis, connect
-from hookline.redis_safety import PROBE_DEADLINE, RedisSafety, lifespan
+from hookline.redis_safety import PROBE_DEADLINE, RedisSafety, checked, lifespan
 from hookline.service import Service
 from hookline.web import add_ops_routes
 from redis.exceptions import ResponseError
@@ -116,6 +116,6 @@ def build(settings: WorkerSettings) -> Service[WorkerSettings]:
     add_ops_routes(app, registry, health, ready=lambda: safety.readiness(worker.health))
 
     async def run(stop: asyncio.Event) -> None:
-        await worker.run(stop)
+        await checked(safety, worker.run(stop))
 
     return Service(app, run, preflight=name_check(settings))
