@@ -3,11 +3,12 @@
     uv run python bench/reliability/run.py [--deliveries 2000] [--seeds 1,2,3]
 
 Each run delivers N real signed webhooks while, on a seeded schedule, workers are
-killed (-9), the dispatcher and status are restarted, Redis is restarted and Redis is
-taken away from the ingress. It prints deliveries, jobs, lost, duplicates executed,
-retries lost and dead letters missing (runs the dispatcher did not follow), the worst
-recovery time per fault, and for each kill -9 how long until the killed worker's jobs
-ran again. Not a test: it never fails on a number.
+killed (-9), the dispatcher and status are restarted, Redis is restarted, taken away
+from the ingress, switched to an evicting policy for a while (nothing may be appended
+then) and frozen (SIGSTOP) while status and the dispatcher restart. It prints
+deliveries, jobs, lost, duplicates executed, retries lost and dead letters missing (runs
+the dispatcher did not follow), the worst recovery time per fault, and for each kill -9
+how long until the killed worker's jobs ran again. Not a test: it never fails on a number.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
-from support.chaos import ChaosRun, markdown
+from support.chaos import FAULTS, SICK_REDIS_FAULTS, ChaosRun, markdown
 
 SETTINGS = [("always", "sigkill"), ("everysec", "sigterm"), ("everysec", "sigkill")]
 
@@ -41,6 +42,7 @@ def main() -> int:
                     rate=args.rate,
                     appendfsync=appendfsync,
                     redis_kill=kill,
+                    faults=FAULTS + SICK_REDIS_FAULTS,
                 )
                 report = run.run()
                 reports.append(report)

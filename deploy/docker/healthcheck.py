@@ -1,8 +1,11 @@
-"""Container health check: GET /health of the service this image runs (exit 0 or 1).
+"""Container health check: GET /readyz (or the path given, e.g. ``/livez``) of the
+service this image runs (exit 0 or 1).
 
-The service is ``HOOKLINE_SERVICE``; its port is the service's own port variable
-(``HOOKLINE_INGRESS_PORT`` ...) or its default, exactly as the service reads them.
-Standard library only, so the image needs no curl.
+``/readyz`` answers 200 while the service can do its work (Redis reachable and safe,
+its loop running; the ingress while it can take webhooks, spooling if need be),
+``/livez`` while the process serves at all. The service is ``HOOKLINE_SERVICE``; its
+port is the service's own port variable (``HOOKLINE_INGRESS_PORT`` ...) or its default,
+exactly as the service reads them. Standard library only, so the image needs no curl.
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ PORTS = {
 }
 
 
-def main() -> int:
+PATHS = ("/readyz", "/livez", "/health")
+
+
+def main(argv: list[str]) -> int:
+    path = argv[1] if len(argv) > 1 else "/readyz"
+    if path not in PATHS:
+        print(f"healthcheck: {path!r} is not one of {', '.join(PATHS)}")
+        return 1
     service = os.environ.get("HOOKLINE_SERVICE", "")
     if service not in PORTS:
         print(f"healthcheck: HOOKLINE_SERVICE={service!r} is not a hookline service")
@@ -28,7 +38,7 @@ def main() -> int:
     variable, default = PORTS[service]
     port = os.environ.get(variable) or str(default)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
             return 0 if reply.status == 200 else 1
     except (urllib.error.URLError, OSError) as exc:
         print(f"healthcheck: {service} on port {port}: {exc}")
@@ -36,4 +46,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv))

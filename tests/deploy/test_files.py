@@ -473,8 +473,8 @@ def test_k8s_deployments_run_each_image_with_probes_and_requests(
         (source,) = container["envFrom"]
         config = configs[source["configMapRef"]["name"]]["data"]
         assert set(config) <= all_settings(), set(config) - all_settings()
-        for probe in ("readinessProbe", "livenessProbe"):
-            assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
         assert container["resources"]["requests"]["cpu"]
         assert container["resources"]["requests"]["memory"]
         assert container["securityContext"]["readOnlyRootFilesystem"] is True

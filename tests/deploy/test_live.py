@@ -123,15 +123,16 @@ def test_healthcheck_script_of_the_image_reports_each_service(system: System) ->
     script = DEPLOY / "docker" / "healthcheck.py"
     for service, port in service_ports(system).items():
         env = {**os.environ, "HOOKLINE_SERVICE": service, PORT_VARS[service]: str(port)}
-        done = subprocess.run(
-            [sys.executable, str(script)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        assert done.returncode == 0, (service, done.stdout)
+        for path in ([], ["/livez"], ["/health"]):  # /readyz unless told
+            done = subprocess.run(
+                [sys.executable, str(script), *path],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+            assert done.returncode == 0, (service, path, done.stdout)
     closed = free_port()
     env = {**os.environ, "HOOKLINE_SERVICE": "status", "HOOKLINE_STATUS_PORT": str(closed)}
     done = subprocess.run(

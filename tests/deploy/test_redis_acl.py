@@ -147,6 +147,10 @@ CASES = [
     ("keda", ["XADD", P + "job.queued.pipeline_tasks", "*", "e", "x"], False),
     ("keda", ["XINFO", "GROUPS", P + "webhook.received"], False),
     ("default", ["CONFIG", "GET", "maxmemory-policy"], True),
+    # The Redis safety check (persistence, eviction policy) of every service.
+    *((user, ["INFO", "persistence"], True) for user in ("ingress", "dispatcher", "worker")),
+    ("status", ["INFO", "memory"], True),
+    ("worker", ["CONFIG", "GET", "save"], False),
 ]
 
 
@@ -218,14 +222,15 @@ def test_webhook_to_finished_with_each_service_logged_in_as_its_own_user(
     status, health = http_json(f"{status_url}/health")
     assert status == 200, health
     assert health["redis_connected"] is True
+    assert health["redis_safety"]["safe"] is True, health
 
-    # Nothing the services did was refused, apart from the start-up eviction-policy
-    # check (CONFIG is the operator's: the services then report the policy "unknown")
-    # and redis-py's optional library tag (CLIENT SETINFO, Redis >= 7.2).
+    # Nothing the services did was refused (the Redis safety check reads INFO, which
+    # each user may run), apart from redis-py's optional library tag (CLIENT SETINFO,
+    # Redis >= 7.2).
     denied = [
         (e["username"], e["object"], e["reason"])
         for e in admin.acl_log(count=256)
-        if e["object"] not in ("config|get", "client|setinfo")
+        if e["object"] != "client|setinfo"
     ]
     assert denied == [], denied
     assert {e["username"] for e in admin.acl_log(count=256)} <= {

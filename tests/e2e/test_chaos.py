@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from support.chaos import FAULTS, ChaosRun, markdown
+from support.chaos import FAULTS, SICK_REDIS_FAULTS, ChaosRun, markdown
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -40,3 +40,25 @@ def test_every_accepted_webhook_ends_in_exactly_one_finished_job_through_chaos(
     # a kill -9'd worker's jobs run again within 5 s (issue 12), plus scheduling slack
     assert report.worst_kill_rerun <= 7.0, report.worst_kill_rerun
     assert report.leaked_secrets == []
+
+
+def test_a_sick_redis_loses_nothing_and_gets_nothing_it_may_evict(tmp_path: Path) -> None:
+    """Only the sick-Redis faults: an evicting policy for a while (the ingress spools,
+    nothing is appended), and a frozen Redis while status and the dispatcher restart
+    (they answer within a second, saying why)."""
+    run = ChaosRun(
+        tmp_path,
+        seed=int(os.environ.get("HOOKLINE_CHAOS_SEED", "11")),
+        deliveries=200,
+        faults=SICK_REDIS_FAULTS,
+        fault_every=(1.0, 2.0),
+    )
+    report = run.run()
+    print("\n" + markdown([report]))
+    assert {f.kind for f in report.faults} == set(SICK_REDIS_FAULTS)
+    assert report.accepted == report.deliveries, f"ingress refused some: {run.answers}"
+    assert report.lost == 0
+    assert report.duplicate_jobs == 0
+    assert report.not_final == 0
+    assert report.appended_while_unsafe == 0
+    assert report.worst_frozen_answer < 1.0

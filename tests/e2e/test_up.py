@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from hookline.embedded_redis import free_port
 from support.payloads import payload, signed_headers
-from support.processes import http_json, terminate
+from support.processes import healthy, http_json, terminate
 from support.redis_server import RedisServer
 from support.system import System
 from support.waiting import wait_until
@@ -501,3 +502,47 @@ def test_a_second_ctrl_c_stops_running_jobs_at_once(
     assert "stopping running jobs now" in system.logs()
     assert "hookline stopped" in system.logs()
     wait_until(lambda: not _running(pid), 5, what="the pipeline to be stopped")
+
+
+def _child_running(up_pid: int, module: str) -> int | None:
+    for pid in _children(up_pid):
+        with contextlib.suppress(OSError):
+            if module in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                return pid
+    return None
+
+
+def test_a_service_that_keeps_dying_is_restarted_with_a_growing_delay(
+    tmp_path: Path, redis_url: str, prefix: str
+) -> None:
+    """The dispatcher is killed and its port taken, so each restart dies at once: up
+    waits 1 s, then 2 s (and says so), and the service comes back once it can start."""
+    system = System(
+        tmp_path,
+        {"REDIS_URL": redis_url, "HOOKLINE_PREFIX": prefix, "GITHUB_WEBHOOK_SECRET": SECRET},
+        workers=1,
+    ).start()
+    assert system.process is not None
+    try:
+        pid = _child_running(system.process.pid, "hookline_dispatcher")
+        assert pid is not None
+        with socket.socket() as taken:
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: not _running(pid), 10, what="the dispatcher to die")
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            taken.bind(("127.0.0.1", system.dispatcher_port))
+            taken.listen()
+            wait_until(lambda: "restarting in 1s (restart 1)" in system.logs(), 10, what="1s")
+            wait_until(
+                lambda: (
+                    "restarting in 2s (restart 2, backing off, 2 failures in a row)"
+                    in system.logs()
+                ),
+                15,
+                what="the second restart to back off",
+            )
+        port = system.dispatcher_port
+        wait_until(lambda: healthy(port), 20, what="the dispatcher back")
+        assert "restart 3," not in system.logs()  # it started once it could
+    finally:
+        assert system.stop() == 0

@@ -457,11 +457,24 @@ async def test_heartbeat_describes_the_worker_and_its_jobs(
 async def test_worker_recreates_a_deleted_stream_and_group(
     start_worker: Any, redis: aioredis.Redis, keys: Keys
 ) -> None:
-    worker, *_ = await start_worker()
+    worker, _, task, registry = await start_worker()
     await async_wait_until(lambda: _true(worker.redis_ok), what="the worker to be ready")
+
+    def recreated() -> float:
+        value = registry.get_sample_value(
+            "hookline_streams_recreated_total", {"group": GROUP_WORKERS}
+        )
+        return value or 0.0
+
     await redis.delete(keys.job_queued(DEFAULT_QUEUE))  # under a blocked XREADGROUP
+    await async_wait_until(lambda: _true(recreated() >= 1), what="the stream to be recreated")
     job_id = await queue_job(redis, keys, handler_spec("echo"))
     assert (await wait_finished(redis, keys, job_id)).outcome == "finished"
+    await redis.xgroup_destroy(keys.job_queued(DEFAULT_QUEUE), GROUP_WORKERS)
+    await async_wait_until(lambda: _true(recreated() >= 2), what="the group to be recreated")
+    job_id = await queue_job(redis, keys, handler_spec("echo"))
+    assert (await wait_finished(redis, keys, job_id)).outcome == "finished"
+    assert not task.done()
 
 
 async def test_a_nul_byte_in_an_environment_value_fails_the_job_at_once_naming_it(

@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import random
+import signal
 import threading
 import time
 import urllib.error
@@ -40,6 +41,9 @@ FAULTS = (
     "restart_redis",
     "redis_away_from_ingress",
 )
+# A sick Redis, each its own function below (SickRedis): run on their own or added to
+# a run's ``faults``.
+SICK_REDIS_FAULTS = ("eviction", "frozen_redis_restarts")
 CONFIG = """
 [pipelines.record]
 handler = "support.pipelines:record"
@@ -82,6 +86,8 @@ class Report:
     faults: list[Fault] = field(default_factory=list)
     leaked_secrets: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    appended_while_unsafe: int = 0  # webhooks Redis took while it might evict them: goal 0
+    worst_frozen_answer: float = 0.0  # /readyz or /health of a service under a frozen Redis
 
     @property
     def worst_recovery(self) -> float:
@@ -135,6 +141,7 @@ class ChaosRun:
         self.processes: list[ServiceProcess] = []
         self.workers: list[ServiceProcess] = []
         self.start = 0.0
+        self.sick = SickRedis()
 
     # -- system ------------------------------------------------------------------------
     def _env(self, redis_url: str) -> dict[str, str]:
@@ -266,6 +273,10 @@ class ChaosRun:
                 self.proxy.cut()
                 time.sleep(self.rng.uniform(2.0, 4.0))  # the outage itself
                 self.proxy.restore()
+            case "eviction":
+                self.sick.eviction(self)
+            case "frozen_redis_restarts":
+                self.sick.frozen_with_restarts(self)
             case _:
                 raise ValueError(fault.kind)
 
@@ -351,6 +362,8 @@ class ChaosRun:
         )
         report.executed_more_than_once = sum(1 for n in runs.values() if n > 1)
         report.metrics_match = self._metrics_match(views)
+        report.appended_while_unsafe = self.sick.appended_while_unsafe
+        report.worst_frozen_answer = round(self.sick.worst_answer, 3)
         self._recovery(report, views)
         attempt_counts(self.redis.url, self.keys, views, report)
         kill_reruns(self.redis.url, self.keys, report.faults)
@@ -459,19 +472,90 @@ def reruns(report: Report) -> str:
     return ", ".join(f"{f.rerun_after:.1f}" if f.rerun_after is not None else "-" for f in kills)
 
 
+class SickRedis:
+    """The faults of a sick Redis, and what they measured."""
+
+    def __init__(self) -> None:
+        self.appended_while_unsafe = 0
+        self.worst_answer = 0.0
+
+    def eviction(self, run: ChaosRun) -> None:
+        """``maxmemory-policy allkeys-lru`` for a few seconds: once the ingress has seen
+        it, nothing more may be appended (it spools, and says why in /health), and the
+        spool drains once the policy is back to noeviction."""
+        client = sync_redis.Redis.from_url(run.redis.url)
+        try:
+            client.config_set("maxmemory-policy", "allkeys-lru")
+            wait_until(lambda: _says(run.ingress, "allkeys-lru"), 10, what="ingress to refuse")
+            last = _last_id(client, run.keys.webhook_received)
+            time.sleep(run.rng.uniform(2.0, 4.0))  # the fault itself
+            appended = (
+                entries(client.xrange(run.keys.webhook_received, f"({last}", "+")) if last else []
+            )
+            self.appended_while_unsafe += len(appended)
+        finally:
+            client.config_set("maxmemory-policy", "noeviction")
+            client.close()
+
+    def frozen_with_restarts(self, run: ChaosRun) -> None:
+        """Redis frozen (SIGSTOP) while status and the dispatcher restart: each must answer
+        /livez at once and /readyz and /health within a second, saying what is wrong,
+        while the ingress keeps answering (spooling) within its deadline."""
+        assert run.redis.process is not None
+        pid = run.redis.process.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for proc in (run.status, run.dispatcher):
+                proc.kill()  # a crash: a frozen Redis would hold a clean stop anyway
+            for proc in (run.status, run.dispatcher):
+                proc.start(wait=False)
+            for proc in (run.status, run.dispatcher, run.ingress):
+                proc.wait_healthy(30, path="/livez")
+                for path in ("/readyz", "/health"):
+                    began = time.monotonic()
+                    _answers(proc, path)
+                    self.worst_answer = max(self.worst_answer, time.monotonic() - began)
+            time.sleep(run.rng.uniform(0.5, 1.5))  # frozen a little longer
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+
+def _answers(proc: ServiceProcess, path: str) -> bool:
+    try:
+        http_json(f"{proc.url}{path}", timeout=5)
+    except (urllib.error.URLError, OSError):
+        return False
+    return True
+
+
+def _says(proc: ServiceProcess, problem: str) -> bool:
+    try:
+        _, body = http_json(f"{proc.url}/health", timeout=5)
+    except (urllib.error.URLError, OSError):
+        return False
+    return isinstance(body, dict) and any(problem in p for p in body.get("problems", ()))
+
+
+def _last_id(client: sync_redis.Redis, stream: str) -> str | None:
+    entries: Any = client.xrevrange(stream, count=1)
+    return entries[0][0].decode() if entries else None
+
+
 def markdown(reports: list[Report]) -> str:
     head = (
         "| seed | appendfsync | Redis stop | deliveries | accepted | jobs | lost | "
         "duplicate jobs | executed twice+ | not final | retries lost | dead letters missing | "
-        "worst recovery (s) | kill -9 rerun (s) | faults |"
+        "worst recovery (s) | kill -9 rerun (s) | appended while unsafe | "
+        "worst answer, frozen Redis (s) | faults |"
     )
-    rows = [head, "|" + "---|" * 15]
+    rows = [head, "|" + "---|" * 17]
     for r in reports:
         faults = ", ".join(f"{k} x{n} (<={w:.1f}s)" for k, (n, w) in sorted(r.by_fault().items()))
         rows.append(
             f"| {r.seed} | {r.appendfsync} | {r.redis_kill} | {r.deliveries} | "
             f"{r.accepted} | {r.jobs} | {r.lost} | {r.duplicate_jobs} | "
             f"{r.executed_more_than_once} | {r.not_final} | {r.retries_lost} | "
-            f"{r.dead_letters_missing} | {r.worst_recovery:.2f} | {reruns(r)} | {faults} |"
+            f"{r.dead_letters_missing} | {r.worst_recovery:.2f} | {reruns(r)} | "
+            f"{r.appended_while_unsafe} | {r.worst_frozen_answer:.2f} | {faults} |"
         )
     return "\n".join(rows)

@@ -68,9 +68,9 @@ def terminate(process: subprocess.Popen[bytes] | None, timeout: float) -> int | 
     return process.returncode
 
 
-def healthy(port: int) -> bool:
+def healthy(port: int, path: str = "/health") -> bool:
     try:
-        status, _ = http_json(f"http://127.0.0.1:{port}/health", timeout=1)
+        status, _ = http_json(f"http://127.0.0.1:{port}{path}", timeout=1)
     except (urllib.error.URLError, OSError):
         return False
     return status == 200
@@ -118,14 +118,16 @@ class ServiceProcess:
             self.wait_healthy(timeout)
         return self
 
-    def wait_healthy(self, timeout: float = 20.0) -> None:
+    def wait_healthy(self, timeout: float = 20.0, path: str = "/health") -> None:
+        """Until ``path`` answers 200 (``/livez``: the process serves, whatever Redis does)."""
+
         def ready() -> bool:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise AssertionError(f"{self.service} exited: {self.logs()[-2000:]}")
-            return healthy(self.port)
+            return healthy(self.port, path)
 
-        wait_until(ready, timeout, what=f"{self.service} to be healthy")
+        wait_until(ready, timeout, what=f"{self.service} to answer {path}")
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

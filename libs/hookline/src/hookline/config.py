@@ -48,12 +48,16 @@ class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
     prefix: str = DEFAULT_PREFIX
     log_level: str = "info"
     log_format: str = "auto"
+    # Run on a Redis without persistence or with an evicting policy (tests, throwaway
+    # setups): logged loudly and shown in /health. See hookline.redis_safety.
+    allow_unsafe_redis: bool = False
 
     ENV: ClassVar[dict[str, str]] = {
         "redis_url": "REDIS_URL",
         "prefix": "HOOKLINE_PREFIX",
         "log_level": "HOOKLINE_LOG_LEVEL",
         "log_format": "HOOKLINE_LOG_FORMAT",
+        "allow_unsafe_redis": "HOOKLINE_ALLOW_UNSAFE_REDIS",
     }
 
     def __post_init__(self) -> None:

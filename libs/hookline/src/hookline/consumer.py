@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
+from redis.exceptions import ResponseError
 
 from hookline import clock
 from hookline.events import AnyEvent
@@ -38,6 +39,7 @@ from hookline.streams import (
     ensure_group,
     parse_entries,
     read_unless_stopped,
+    vanished,
 )
 
 R = TypeVar("R")
@@ -154,7 +156,19 @@ class Consumer(Generic[R]):
         )
 
     async def step(self, stop: asyncio.Event) -> None:
-        """One read (after a claim of stale entries, when due) and its commit."""
+        """One read (after a claim of stale entries, when due) and its commit; a stream
+        or group that vanished meanwhile is recreated on the next step."""
+        try:
+            await self._step(stop)
+        except ResponseError as exc:
+            if not vanished(exc):
+                raise
+            self.metrics.streams_recreated.labels(self.group).inc()
+            self._log.error("stream_or_group_vanished", error=str(exc), action="recreating")
+            self._known.clear()
+            self._backlog = True
+
+    async def _step(self, stop: asyncio.Event) -> None:
         streams = await self.streams()
         if clock.monotonic() - self._last_claim >= self.claim_every:
             self._last_claim = clock.monotonic()

@@ -58,6 +58,13 @@ class ConsumerMetrics:
             "Redis calls that failed with a connection or timeout error.",
             registry=registry,
         )
+        self.streams_recreated = Counter(
+            "hookline_streams_recreated_total",
+            "Consumer groups (and their streams) recreated after they vanished: deleted, "
+            "destroyed or evicted under a reader.",
+            ["group"],
+            registry=registry,
+        )
         self.redis_up = Gauge(
             "hookline_redis_up",
             "1 while this process reaches Redis, else 0.",

@@ -1,20 +1,16 @@
-"""Redis connections: one way to connect, the errors that mean "unreachable", the eviction check."""
+"""Redis connections: one way to connect, and the errors that mean "unreachable"."""
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.connection import Connection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from hookline.logs import get_logger
 from hookline.lua import load_on_connect
 
 # Errors that mean "Redis is not reachable right now": back off and try again.
@@ -62,35 +58,3 @@ def redis_url_problem(url: str) -> str | None:
     }
     unknown = sorted(set(options) - accepted)
     return f"unknown option(s) {', '.join(unknown)}" if unknown else None
-
-
-async def eviction_policy(redis: Redis) -> str:
-    """Redis's ``maxmemory-policy``, or ``unknown`` where CONFIG is not allowed (managed
-    services). Anything but ``noeviction`` can silently drop streams: logged loudly."""
-    try:
-        reply = await redis.config_get("maxmemory-policy")
-    except ResponseError:
-        return "unknown"
-    values: dict[Any, Any] = dict(reply.items())
-    raw = values.get(b"maxmemory-policy") or values.get("maxmemory-policy") or b"unknown"
-    policy = raw.decode() if isinstance(raw, bytes) else str(raw)
-    if policy not in ("noeviction", "unknown"):
-        get_logger().error(
-            "redis_eviction_policy_unsafe",
-            policy=policy,
-            hint="set maxmemory-policy noeviction: evicted streams are lost jobs",
-        )
-    return policy
-
-
-def lifespan(redis: Redis) -> Callable[[object], AsyncIterator[None]]:
-    """An aiohttp ``cleanup_ctx`` that checks the eviction policy at start (Redis may still
-    be down: services start anyway and retry) and closes the client at the end."""
-
-    async def ctx(_: object) -> AsyncIterator[None]:
-        with contextlib.suppress(*UNAVAILABLE):
-            await eviction_policy(redis)
-        yield
-        await redis.aclose()
-
-    return ctx

@@ -22,6 +22,9 @@ class Health:
     handled: int = 0
     started_at: float = field(default_factory=clock.now)
     on_change: Callable[[bool], None] | None = None
+    # Asked before each step: a reason means "do not step now" (an unsafe Redis).
+    hold: Callable[[], str | None] | None = None
+    held: str | None = None
 
     def up(self) -> None:
         if not self.redis_ok:
@@ -34,6 +37,23 @@ class Health:
         self.last_error = f"{type(exc).__name__}: {exc}"
         if self.on_change is not None:
             self.on_change(False)
+
+
+# How often a held loop asks again whether it may step.
+HOLD_POLL = 0.25
+
+
+def _held(health: Health) -> bool:
+    """Whether ``health.hold`` says to wait; logged once when a hold starts or ends."""
+    reason = health.hold() if health.hold is not None else None
+    if reason != health.held:
+        log = get_logger()
+        if reason is None:
+            log.info("loop_resumed", was_held=health.held)
+        else:
+            log.warning("loop_held", reason=reason)
+        health.held = reason
+    return reason is not None
 
 
 async def sleep_unless(stop: asyncio.Event, delay: float) -> None:
@@ -59,6 +79,9 @@ async def retry_forever(
     log = get_logger(loop=what)
     failures = 0
     while not stop.is_set():
+        if health is not None and _held(health):
+            await sleep_unless(stop, HOLD_POLL)
+            continue
         try:
             pause = await step()
         except errors as exc:

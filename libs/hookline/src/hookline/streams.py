@@ -35,6 +35,7 @@ __all__ = [
     "ensure_group",
     "parse_entries",
     "read_unless_stopped",
+    "vanished",
 ]
 
 
@@ -128,6 +129,13 @@ async def ensure_group(redis: Redis, stream: str, group: str) -> None:
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+
+
+def vanished(exc: ResponseError) -> bool:
+    """Whether a reply means the stream or its group is gone (deleted, destroyed or
+    evicted): recreate the group and carry on, never a crash."""
+    message = str(exc)
+    return message.startswith(("NOGROUP", "UNBLOCKED")) or "no longer exists" in message
 
 
 class Acks(dict[str, list[str]]):

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hookline.backoff import restart_delay
 from hookline.config import FILE_SUFFIX, secret_value
 from hookline.durations import parse_duration
 from hookline.embedded_redis import EmbeddedRedis, RedisNotFound
@@ -43,7 +44,11 @@ from hookline.up_secrets import (
 from hookline.web import bind_socket
 
 READY_TIMEOUT = 60.0
-RESTART_DELAY = 1.0
+# A service that dies is restarted after 1 s, then 2, 4 … up to 60 s while it keeps
+# dying; once it has stayed up this long, its next death starts again from 1 s.
+RESTART_BASE = 1.0
+RESTART_CAP = 60.0
+STABLE_AFTER = 30.0
 # What `up` gives its workers unless the environment says otherwise.
 WORKER_SHUTDOWN_TIMEOUT = "60s"
 WORKER_KILL_GRACE = "5s"
@@ -61,6 +66,8 @@ class Child:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started: float = field(default_factory=time.monotonic)
+    failures: int = 0  # deaths in a row without staying up STABLE_AFTER
+    due: float | None = None  # when a restart waiting out its backoff is to happen
 
 
 def load_or_create_secret(env: Mapping[str, str], home: Path) -> tuple[str, str]:
@@ -316,19 +323,31 @@ class Supervisor:
     def _watch(self) -> None:
         while not self.stopping:
             for child in self.children:
-                proc = child.process
-                if proc is not None and proc.poll() is not None and not self.stopping:
-                    child.restarts += 1
-                    print(
-                        f"hookline: {child.name} exited with status {proc.returncode}; "
-                        f"restarting (restart {child.restarts})",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    time.sleep(RESTART_DELAY)
-                    if not self.stopping:
-                        self.spawn(child)
+                self._tend(child, time.monotonic())
             time.sleep(0.2)
+
+    def _tend(self, child: Child, now: float) -> None:
+        """Restart a service that died, after its backoff (never blocking the others)."""
+        if child.due is not None:
+            if now >= child.due and not self.stopping:
+                child.due = None
+                self.spawn(child)
+            return
+        proc = child.process
+        if proc is None or proc.poll() is None or self.stopping:
+            return
+        lived = now - child.started
+        child.failures = 1 if lived >= STABLE_AFTER else child.failures + 1
+        child.restarts += 1
+        delay = restart_delay(child.failures, RESTART_BASE, RESTART_CAP)
+        child.due = now + delay
+        why = f"backing off, {child.failures} failures in a row" if child.failures > 1 else ""
+        print(
+            f"hookline: {child.name} exited with status {proc.returncode} after {lived:.1f}s; "
+            f"restarting in {delay:g}s (restart {child.restarts}{', ' + why if why else ''})",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def shutdown(self) -> None:
         """SIGTERM every service (intake first) and wait for them, then stop Redis. A

@@ -17,6 +17,8 @@ from hookline.redis_client import UNAVAILABLE
 _json = msgspec.json.Encoder()
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+# ``/readyz``'s body; its ``ready`` says 200 or 503.
+ReadyCheck = Callable[[], Awaitable[dict[str, Any]]]
 # The body of ``/metrics`` (Prometheus text), for a service that exports more than its
 # registry at some scrapes (the status service's metrics leader).
 MetricsBody = Callable[[], Awaitable[bytes]]
@@ -76,9 +78,12 @@ def add_ops_routes(
     registry: CollectorRegistry,
     health: HealthCheck,
     metrics: MetricsBody | None = None,
+    ready: ReadyCheck | None = None,
 ) -> None:
-    """``GET /health`` (503 unless status is ``ok`` or ``degraded``) and ``GET /metrics``
-    (``registry`` rendered, unless ``metrics`` gives the body)."""
+    """``GET /health`` (503 unless status is ``ok`` or ``degraded``), ``GET /livez`` (200
+    while the process serves: it never touches Redis), ``GET /readyz`` (503 unless
+    ``ready`` says the service can do its work now) and ``GET /metrics`` (``registry``
+    rendered, unless ``metrics`` gives the body)."""
     app[REGISTRY] = registry
     use_json_errors(app)
 
@@ -87,12 +92,21 @@ def add_ops_routes(
         ok = body.get("status") in ("ok", "degraded")
         return json_response(body, status=200 if ok else 503)
 
+    async def live_view(_: web.Request) -> web.Response:
+        return json_response({"status": "live"})
+
+    async def ready_view(_: web.Request) -> web.Response:
+        body = await ready() if ready is not None else {"ready": True, "problems": []}
+        return json_response(body, status=200 if body.get("ready") else 503)
+
     async def metrics_view(_: web.Request) -> web.Response:
         response = web.Response(body=await metrics() if metrics else render(registry))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
     app.router.add_get("/health", health_view)
+    app.router.add_get("/livez", live_view)
+    app.router.add_get("/readyz", ready_view)
     app.router.add_get("/metrics", metrics_view)
 
 

@@ -8,7 +8,8 @@ import asyncio
 from aiohttp import web
 from hookline.keys import Keys
 from hookline.metrics import CollectorRegistry, ConsumerMetrics
-from hookline.redis_client import Redis, connect, lifespan
+from hookline.redis_client import Redis, connect
+from hookline.redis_safety import RedisSafety, checked, lifespan
 from hookline.retry import retry_forever
 from hookline.service import Service
 from hookline.web import add_ops_routes
@@ -41,8 +42,10 @@ def build(
     )
     app[REDIS] = redis
     app[CONSUMER] = consumer
+    safety = RedisSafety(redis, allow_unsafe=settings.allow_unsafe_redis, registry=registry)
+    consumer.state.hold = safety.hold  # no consuming from a Redis that may lose what we write
 
-    app.cleanup_ctx.append(lifespan(redis))
+    app.cleanup_ctx.append(lifespan(safety))
 
     async def move_due() -> float:
         """Queue due attempts; a full batch means more may be due, so keep moving until
@@ -57,18 +60,20 @@ def build(
         await retry_forever(move_due, stop=stop, what="move_due")
 
     async def run(stop: asyncio.Event) -> None:
-        await asyncio.gather(consumer.run(stop), move_loop(stop))
+        await checked(safety, asyncio.gather(consumer.run(stop), move_loop(stop)))
 
     async def health() -> dict[str, object]:
-        ok = consumer.state.redis_ok
+        await safety.check()
+        ok = consumer.state.redis_ok and safety.reachable
         return {
-            "status": "ok" if ok else "unhealthy",
+            "status": "ok" if ok and safety.hold() is None else "unhealthy",
             "service": "dispatcher",
             "redis_connected": ok,
-            "error": consumer.state.last_error,
+            "error": consumer.state.held or consumer.state.last_error,
             "config": settings.config_path or "built-in default",
             "routes": len(dispatcher.config.routes),
+            **safety.health_fields(),
         }
 
-    add_ops_routes(app, registry, health)
+    add_ops_routes(app, registry, health, ready=lambda: safety.readiness(consumer.state))
     return Service(app, run)

@@ -16,7 +16,8 @@ from hookline.ids import job_id_for_delivery
 from hookline.keys import Keys
 from hookline.logs import get_logger
 from hookline.metrics import DURATION_BUCKETS, CollectorRegistry, Counter, Gauge, Histogram
-from hookline.redis_client import UNAVAILABLE, Redis, connect, lifespan
+from hookline.redis_client import UNAVAILABLE, Redis, connect
+from hookline.redis_safety import RedisSafety, lifespan
 from hookline.retry import retry_forever, sleep_unless
 from hookline.web import add_ops_routes, json_error, json_response
 from structlog.typing import FilteringBoundLogger as Logger
@@ -34,9 +35,15 @@ SPOOL: web.AppKey[Spool] = web.AppKey("spool", Spool)
 SPOOL_ROOT: web.AppKey[SpoolRoot] = web.AppKey("spool_root", SpoolRoot)
 METRICS: web.AppKey[IngressMetrics] = web.AppKey("metrics", object)  # type: ignore[arg-type]
 REPLAY: web.AppKey[Replayer] = web.AppKey("replay", object)  # type: ignore[arg-type]
+SAFETY: web.AppKey[RedisSafety] = web.AppKey("safety", RedisSafety)
+
+
+class UnsafeRedis(Exception):
+    """Redis is not verified safe (it may evict or forget what it is given): spool."""
+
 
 # Redis did not take the append: unreachable, past the deadline, or refusing writes.
-CANNOT_APPEND = (*UNAVAILABLE, TimeoutError, *REFUSED)
+CANNOT_APPEND = (*UNAVAILABLE, TimeoutError, *REFUSED, UnsafeRedis)
 
 # GitHub's headers are short; these caps refuse (400) a request whose header lines or
 # header count are far beyond anything GitHub or a proxy in front of it sends.
@@ -76,8 +83,11 @@ class Delivery:
     when Redis does not answer within the deadline) to the spool, behind what waits
     there, so the stream keeps arrival order."""
 
-    def __init__(self, settings: IngressSettings, redis: Redis, spool: Spool) -> None:
+    def __init__(
+        self, settings: IngressSettings, redis: Redis, spool: Spool, safety: RedisSafety
+    ) -> None:
         self.redis = redis
+        self.safety = safety
         self.spool = spool
         self.keys = Keys(settings.prefix)
         self.deadline = float(settings.redis_timeout)
@@ -87,7 +97,11 @@ class Delivery:
 
     async def append(self, entry: SpoolEntry) -> bool:
         """One atomic dedupe-and-append in Redis; True when appended, False for a
-        duplicate. Raises ``CANNOT_APPEND`` errors when Redis does not take it in time."""
+        duplicate. Raises ``CANNOT_APPEND`` errors when Redis does not take it in time,
+        or may not be given it: never a 202 for a webhook that an unsafe Redis may lose
+        (live and replayed alike wait in the spool until Redis is verified safe)."""
+        if (reason := self.safety.hold()) is not None:
+            raise UnsafeRedis(reason)
         return await self.appender.append(entry)
 
     async def deliver(self, entry: SpoolEntry, log: Logger) -> Stored:
@@ -196,17 +210,19 @@ def create_app(settings: IngressSettings) -> web.Application:
     # No socket timeout: every call is bounded by one asyncio deadline of its own
     # (HOOKLINE_INGRESS_REDIS_TIMEOUT), which also covers connecting and the pool.
     redis = connect(settings.redis_url, client_name="hookline-ingress")
-    delivery = Delivery(settings, redis, spool)
+    safety = RedisSafety(redis, allow_unsafe=settings.allow_unsafe_redis, registry=registry)
+    delivery = Delivery(settings, redis, spool, safety)
     app[SETTINGS] = settings
     app[SPOOL] = spool
     app[SPOOL_ROOT] = spool_root
     app[REDIS] = redis
     app[METRICS] = IngressMetrics(registry, spool)
     app[REPLAY] = Replayer(delivery)
-    app.cleanup_ctx.append(lifespan(redis))
+    app[SAFETY] = safety
+    app.cleanup_ctx.append(lifespan(safety))
     app.cleanup_ctx.append(_background)
     app.router.add_post("/webhook", WebhookView(settings, delivery, app[METRICS]).handle)
-    add_ops_routes(app, registry, lambda: health(app))
+    add_ops_routes(app, registry, lambda: health(app), ready=lambda: readiness(app))
     return app
 
 
@@ -236,20 +252,29 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 async def health(app: web.Application) -> dict[str, object]:
     """``degraded`` (still 200: webhooks are accepted into the spool) while Redis does
-    not answer or anything waits in the spool."""
-    try:
-        async with asyncio.timeout(app[SETTINGS].redis_timeout):
-            await app[REDIS].ping()
-        connected = True
-    except (*UNAVAILABLE, TimeoutError):
-        connected = False
+    not answer or anything waits in the spool; ``unhealthy`` (503) while Redis answers
+    but is unsafe (everything is spooled until it is fixed). Within a second."""
+    safety = app[SAFETY]
+    await safety.check()
+    connected = safety.reachable
+    unsafe = safety.verdict is not None and safety.hold() is not None
     spool = app[SPOOL]
     return {
-        "status": "ok" if connected and not spool.depth else "degraded",
+        "status": "unhealthy" if unsafe else "ok" if connected and not spool.depth else "degraded",
         "redis_connected": connected,
         "spool_entries": spool.depth,
         "spool_bytes": spool.size,
+        **safety.health_fields(),
     }
+
+
+async def readiness(app: web.Application) -> dict[str, object]:
+    """Ready whatever Redis does: taking the ingress out of rotation during an outage
+    would turn spooled deliveries into refused ones. Says whether it spools, and why."""
+    safety = app[SAFETY]
+    await safety.check()
+    problems = safety.problems() if not safety.reachable or safety.hold() else []
+    return {"ready": True, "spooling": bool(problems or app[SPOOL].depth), "problems": problems}
 
 
 class WebhookView:

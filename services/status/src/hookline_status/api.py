@@ -7,6 +7,7 @@ command for the dispatcher and need ``Authorization: Bearer <HOOKLINE_ADMIN_TOKE
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import re
 from typing import Any
@@ -17,6 +18,7 @@ from hookline.commands import send_command
 from hookline.events import Command, JobCancelRequested, JobRequeueRequested
 from hookline.keys import Keys, check_name
 from hookline.redis_client import UNAVAILABLE, Redis
+from hookline.redis_safety import PROBE_DEADLINE, RedisSafety
 from hookline.web import ALLOWED_METHODS, json_error, json_response
 
 from hookline_status.documents import (
@@ -38,6 +40,8 @@ REDIS: web.AppKey[Redis] = web.AppKey("redis", Redis)
 KEYS: web.AppKey[Keys] = web.AppKey("keys", Keys)
 
 _json = msgspec.json.Encoder()
+# /health reads the system's figures within this, after the safety probe: under 1 s.
+HEALTH_READ_DEADLINE = 0.8 * PROBE_DEADLINE
 _SAFE_HEADER = re.compile(r"[!-~]{1,100}")
 
 
@@ -240,14 +244,20 @@ async def requeue_failed(request: web.Request) -> web.Response:
 
 
 async def health_body(
-    app: web.Application, consumer_ok: bool, consumer: dict[str, Any]
+    app: web.Application, consumer_ok: bool, consumer: dict[str, Any], safety: RedisSafety
 ) -> dict[str, Any]:
-    """The old ``/health`` shape, plus per-queue and per-service detail."""
+    """The old ``/health`` shape, plus per-queue and per-service detail, and what is
+    wrong with Redis; answered within a second whatever Redis does."""
     redis, keys = app[REDIS], app[KEYS]
-    try:
-        await redis.ping()
-        info = await system_info(redis, keys, app[SETTINGS].worker_ttl)
-    except UNAVAILABLE:
+    await safety.check()
+    info: SystemInfo | None = None
+    if safety.reachable:
+        try:
+            async with asyncio.timeout(HEALTH_READ_DEADLINE):
+                info = await system_info(redis, keys, app[SETTINGS].worker_ttl)
+        except (*UNAVAILABLE, TimeoutError):
+            info = None
+    if info is None:
         health = Health(
             status="unhealthy",
             redis_connected=False,
@@ -259,6 +269,11 @@ async def health_body(
         )
     else:
         health = _healthy(info, consumer_ok, consumer)
+    if safety.hold() is not None:
+        health = msgspec.structs.replace(health, status="unhealthy")
+    health = msgspec.structs.replace(
+        health, problems=safety.problems(), redis_safety=safety.report()
+    )
     body: dict[str, Any] = msgspec.to_builtins(health)
     return body
 

@@ -21,7 +21,8 @@ from hookline.metrics import (
     Gauge,
     render,
 )
-from hookline.redis_client import UNAVAILABLE, Redis, connect, lifespan
+from hookline.redis_client import UNAVAILABLE, Redis, connect
+from hookline.redis_safety import RedisSafety, checked, lifespan
 from hookline.retry import sleep_unless
 from hookline.service import Service
 from hookline.streams import Entry
@@ -119,16 +120,19 @@ def build(settings: StatusSettings) -> Service[StatusSettings]:
         batch=ViewBatch(redis, keys, applied),
     )
 
+    safety = RedisSafety(redis, allow_unsafe=settings.allow_unsafe_redis, registry=registry)
+    consumer.state.hold = safety.hold  # no projecting from a Redis that may evict views
+
     async def run(stop: asyncio.Event) -> None:
         maintenance = asyncio.create_task(upkeep(redis, keys, settings, stop))
         try:
-            await consumer.run(stop)
+            await checked(safety, consumer.run(stop))
         finally:
             stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await maintenance
 
-    app.cleanup_ctx.append(lifespan(redis))
+    app.cleanup_ctx.append(lifespan(safety))
     app.cleanup_ctx.append(keep_lease(lease, settings.metrics_lease_renew))
     add_routes(app)
 
@@ -137,10 +141,10 @@ def build(settings: StatusSettings) -> Service[StatusSettings]:
         detail = {
             "consumer": consumer.name,
             "handled": state.handled,
-            "last_error": state.last_error,
+            "last_error": state.held or state.last_error,
             "uptime_seconds": round(time.time() - state.started_at, 1),
         }
-        return await health_body(app, state.redis_ok, detail)
+        return await health_body(app, state.redis_ok, detail, safety)
 
     async def leading() -> bool:
         """Whether this replica holds the metrics lease, taking it when it is free (a
@@ -170,5 +174,5 @@ def build(settings: StatusSettings) -> Service[StatusSettings]:
         system.register(SnapshotCollector(snap))
         return render(registry) + render(system)
 
-    add_ops_routes(app, registry, health, metrics)
+    add_ops_routes(app, registry, health, metrics, ready=lambda: safety.readiness(consumer.state))
     return Service(app, run)

@@ -162,6 +162,17 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     workers_count: Count
     queues: list[QueueStats]
     services: dict[str, dict[str, Any]]
+    problems: Annotated[
+        list[str],
+        msgspec.Meta(description="what is wrong, in words: Redis unreachable or unsafe"),
+    ] = []
+    redis_safety: Annotated[
+        dict[str, Any],
+        msgspec.Meta(
+            description="persistence, eviction policy, and whether HOOKLINE_ALLOW_UNSAFE_REDIS "
+            "lets the services run on an unsafe Redis"
+        ),
+    ] = {}
 
 
 class CommandDone(msgspec.Struct, frozen=True, kw_only=True):

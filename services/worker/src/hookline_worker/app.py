@@ -14,7 +14,8 @@ from hookline.errors import ConfigError
 from hookline.keys import Keys
 from hookline.logs import get_logger
 from hookline.metrics import CollectorRegistry
-from hookline.redis_client import UNAVAILABLE, Redis, connect, lifespan
+from hookline.redis_client import UNAVAILABLE, Redis, connect
+from hookline.redis_safety import PROBE_DEADLINE, RedisSafety, checked, lifespan
 from hookline.service import Service
 from hookline.web import add_ops_routes
 from redis.exceptions import ResponseError
@@ -24,6 +25,8 @@ from hookline_worker.settings import WorkerSettings
 from hookline_worker.worker import Worker
 
 WORKER: web.AppKey[Worker] = web.AppKey("worker", Worker)
+# The name check at start waits this long for Redis at most (two round trips).
+START_CHECK_DEADLINE = 2 * PROBE_DEADLINE
 
 
 def client_name(worker: str) -> str:
@@ -59,11 +62,14 @@ def name_check(settings: WorkerSettings) -> Callable[[], Coroutine[Any, Any, Non
         name = settings.worker_name
         redis = connect(settings.redis_url, client_name="hookline-worker-start")
         try:
-            age = await live_heartbeat_age(
-                redis, Keys(settings.prefix), name, settings.worker_ttl, clock.now()
+            async with asyncio.timeout(START_CHECK_DEADLINE):  # a frozen Redis never holds us
+                age = await live_heartbeat_age(
+                    redis, Keys(settings.prefix), name, settings.worker_ttl, clock.now()
+                )
+        except (*UNAVAILABLE, TimeoutError, ResponseError) as exc:  # away, frozen, or an ACL
+            get_logger().warning(
+                "worker_name_not_checked", name=name, error=str(exc) or type(exc).__name__
             )
-        except (*UNAVAILABLE, ResponseError) as exc:  # unreachable, or not allowed by an ACL
-            get_logger().warning("worker_name_not_checked", name=name, error=str(exc))
             return
         finally:
             with contextlib.suppress(*UNAVAILABLE):
@@ -84,15 +90,19 @@ def build(settings: WorkerSettings) -> Service[WorkerSettings]:
     redis: Redis = connect(settings.redis_url, client_name=client_name(settings.worker_name))
     worker = Worker(redis, settings, WorkerMetrics(registry))
     app[WORKER] = worker
+    safety = RedisSafety(redis, allow_unsafe=settings.allow_unsafe_redis, registry=registry)
+    worker.health.hold = safety.hold  # takes no job from a Redis that may lose its result
 
-    app.cleanup_ctx.append(lifespan(redis))
+    app.cleanup_ctx.append(lifespan(safety))
 
     async def health() -> dict[str, object]:
-        ok = worker.redis_ok
+        await safety.check()
+        ok = worker.redis_ok and safety.reachable
         return {
-            "status": "ok" if ok else "unhealthy",
+            "status": "ok" if ok and safety.hold() is None else "unhealthy",
             "service": "worker",
             "redis_connected": ok,
+            "error": worker.health.held or worker.health.last_error,
             "name": worker.name,
             "queues": settings.queues,
             "state": worker.state,
@@ -100,11 +110,12 @@ def build(settings: WorkerSettings) -> Service[WorkerSettings]:
             "busy": len(worker.running),
             "jobs_done": worker.jobs_done,
             "jobs_failed": worker.jobs_failed,
+            **safety.health_fields(),
         }
 
-    add_ops_routes(app, registry, health)
+    add_ops_routes(app, registry, health, ready=lambda: safety.readiness(worker.health))
 
     async def run(stop: asyncio.Event) -> None:
-        await worker.run(stop)
+        await checked(safety, worker.run(stop))
 
     return Service(app, run, preflight=name_check(settings))

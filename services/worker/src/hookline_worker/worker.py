@@ -31,6 +31,7 @@ from hookline.streams import (
     ensure_group,
     parse_entries,
     read_unless_stopped,
+    vanished,
 )
 from redis.exceptions import ResponseError
 
@@ -209,9 +210,10 @@ class Worker:
             elif not await self._claim_due(free):
                 await self._read_and_start(min(free, self.settings.batch), stop)
         except ResponseError as exc:
-            if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
+            if not vanished(exc):
                 raise
-            self.log.warning("consumer_group_missing", error=str(exc))
+            self.metrics.consumer.streams_recreated.labels(GROUP_WORKERS).inc()
+            self.log.error("stream_or_group_vanished", error=str(exc), action="recreating")
             self.groups_ready = False  # the stream or group was deleted: recreate it
 
     async def _ensure_groups(self) -> None:
