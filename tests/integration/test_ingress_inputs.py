@@ -23,7 +23,7 @@ from hookline_ingress.settings import load
 from support.http import serve
 from support.payloads import payload, signed_headers
 
-SECRET = "test-secret"
+SECRET = "test-secret-0123456789"
 LIMIT = 64 * 1024
 PUSH = payload("push", "with-new-branch.payload.json")
 
@@ -168,8 +168,8 @@ async def test_events_outside_the_allow_list_are_ignored_and_counted(
 async def test_a_rotated_secret_still_verifies(
     make_client: MakeClient, redis: Any, keys: Keys
 ) -> None:
-    client = await make_client(GITHUB_WEBHOOK_SECRET="brand-new,test-secret")
-    for secret in ("brand-new", "test-secret"):
+    client = await make_client(GITHUB_WEBHOOK_SECRET="brand-new-secret-0123,test-secret-0123456789")
+    for secret in ("brand-new-secret-0123", "test-secret-0123456789"):
         reply = await client.post(
             "/webhook", data=PUSH, headers=signed_headers(secret, PUSH, "push")
         )

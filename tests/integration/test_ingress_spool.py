@@ -23,7 +23,7 @@ from support.payloads import payload, signed_headers
 from support.redis_server import own_redis
 from support.waiting import async_wait_until
 
-SECRET = "test-secret"
+SECRET = "test-secret-0123456789"
 PUSH = payload("push", "with-new-branch.payload.json")
 
 

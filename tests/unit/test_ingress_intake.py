@@ -9,7 +9,7 @@ from hookline import signing
 from hookline.errors import ConfigError
 from hookline_ingress import intake
 from hookline_ingress.intake import Refusal
-from hookline_ingress.settings import load
+from hookline_ingress.settings import MIN_SECRET, load
 from multidict import CIMultiDict
 
 SECRETS = ["new", "old"]
@@ -164,59 +164,68 @@ def test_metric_label_is_bounded(event: str, label: str) -> None:
     [
         ({}, "GITHUB_WEBHOOK_SECRET"),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_INSECURE": "1"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_INSECURE": "1"},
             "HOOKLINE_INGRESS_INSECURE",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_INSECURE": "maybe"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_INSECURE": "maybe"},
             "HOOKLINE_INGRESS_INSECURE",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_EVENTS": "push,Pull Request"},
+            {
+                "GITHUB_WEBHOOK_SECRET": "secret-0123456789",
+                "HOOKLINE_INGRESS_EVENTS": "push,Pull Request",
+            },
             "HOOKLINE_INGRESS_EVENTS",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_REDIS_TIMEOUT": "9s"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_REDIS_TIMEOUT": "9s"},
             "HOOKLINE_INGRESS_REDIS_TIMEOUT",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_REDIS_TIMEOUT": "0"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_REDIS_TIMEOUT": "0"},
             "HOOKLINE_INGRESS_REDIS_TIMEOUT",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_DEDUPE_TTL": "0s"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_DEDUPE_TTL": "0s"},
             "HOOKLINE_INGRESS_DEDUPE_TTL",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_DEDUPE_TTL": "soon"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_DEDUPE_TTL": "soon"},
             "HOOKLINE_INGRESS_DEDUPE_TTL",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_MAX_BODY": "-1"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_MAX_BODY": "-1"},
             "HOOKLINE_INGRESS_MAX_BODY",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_MAX_BODY": str(2 << 30)},
+            {
+                "GITHUB_WEBHOOK_SECRET": "secret-0123456789",
+                "HOOKLINE_INGRESS_MAX_BODY": str(2 << 30),
+            },
             "HOOKLINE_INGRESS_MAX_BODY",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_BODY_TIMEOUT": "0"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_BODY_TIMEOUT": "0"},
             "HOOKLINE_INGRESS_BODY_TIMEOUT",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_SPOOL_DIR": "  "},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_SPOOL_DIR": "  "},
             "HOOKLINE_INGRESS_SPOOL_DIR",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_REPLICA": "../up"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_REPLICA": "../up"},
             "HOOKLINE_INGRESS_REPLICA",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_REPLICA": ".."},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_REPLICA": ".."},
             "HOOKLINE_INGRESS_REPLICA",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_SPOOL_ADOPT_INTERVAL": "0s"},
+            {
+                "GITHUB_WEBHOOK_SECRET": "secret-0123456789",
+                "HOOKLINE_INGRESS_SPOOL_ADOPT_INTERVAL": "0s",
+            },
             "HOOKLINE_INGRESS_SPOOL_ADOPT_INTERVAL",
         ),
     ],
@@ -230,7 +239,7 @@ def test_bad_settings_name_the_variable(env: dict[str, str], setting: str) -> No
 def test_settings_parse() -> None:
     settings = load(
         {
-            "GITHUB_WEBHOOK_SECRET": "new, old",
+            "GITHUB_WEBHOOK_SECRET": "new-secret-0123456789, old-secret-0123456789",
             "HOOKLINE_INGRESS_EVENTS": "push, pull_request",
             "HOOKLINE_INGRESS_DEDUPE_TTL": "3d",
             "HOOKLINE_INGRESS_REDIS_TIMEOUT": "500ms",
@@ -239,9 +248,22 @@ def test_settings_parse() -> None:
             "HOOKLINE_INGRESS_SPOOL_ADOPT_INTERVAL": "1m",
         }
     )
-    assert settings.secrets == ["new", "old"]
+    assert settings.secrets == ["new-secret-0123456789", "old-secret-0123456789"]
     assert settings.events == ["push", "pull_request"]
     assert (settings.dedupe_ttl, settings.redis_timeout) == (3 * 86400, 0.5)
     assert settings.spool_dir == "/var/spool/hookline"
     assert (settings.replica, settings.spool_adopt_interval) == ("ingress-1", 60)
     assert load({"HOOKLINE_INGRESS_INSECURE": "1"}).insecure
+
+
+@pytest.mark.parametrize(
+    "secrets",
+    ["s", "short-secret", "long-enough-secret-0,short-secret"],
+)
+def test_a_short_webhook_secret_is_refused(secrets: str) -> None:
+    """Every secret of the rotation list must have at least MIN_SECRET characters."""
+    with pytest.raises(ConfigError) as caught:
+        load({"GITHUB_WEBHOOK_SECRET": secrets})
+    assert caught.value.setting == "GITHUB_WEBHOOK_SECRET"
+    assert f"at least {MIN_SECRET} characters" in str(caught.value)
+    assert "short-secret" not in str(caught.value)  # the error never shows a secret

@@ -15,6 +15,9 @@ from hookline.errors import ConfigError
 GITHUB_TIMEOUT = 10.0
 # A body is held in memory and in one spool frame: 1 GiB is far past GitHub's 25 MB.
 MAX_BODY_CAP = 1 << 30
+# GitHub asks for a random string with high entropy; anything shorter than this is a
+# password someone typed, guessable offline from one signed delivery.
+MIN_SECRET = 16
 _REPLICA = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
@@ -65,6 +68,14 @@ def _check_signing(s: IngressSettings) -> None:
             "comma-separated for rotation; HOOKLINE_INGRESS_INSECURE=1 accepts "
             "unsigned webhooks, for local experiments only)",
         )
+    for n, secret in enumerate(s.secrets, start=1):
+        if len(secret) < MIN_SECRET:
+            raise ConfigError(
+                "GITHUB_WEBHOOK_SECRET",
+                f"secret {n} of {len(s.secrets)} has {len(secret)} characters: each "
+                f"comma-separated secret needs at least {MIN_SECRET} characters (use a "
+                "random one, e.g. `python3 -c 'import secrets; print(secrets.token_hex(32))'`)",
+            )
     if s.secrets and s.insecure:
         raise ConfigError(
             "HOOKLINE_INGRESS_INSECURE",
