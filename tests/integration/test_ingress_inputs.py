@@ -335,3 +335,29 @@ async def test_oversize_headers_are_refused(
     status, _ = status_and_body(answer)
     assert status in (400, 431)
     await assert_nothing_queued(client, redis, keys)
+
+
+def webhook_series(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("hookline_webhooks_total{")]
+
+
+async def test_unknown_event_names_do_not_grow_the_metrics(
+    client: TestClient[Any, Any],
+) -> None:
+    """A well-formed but unknown ``X-GitHub-Event``, signed or not, counts as ``other``:
+    a flood of distinct names leaves ``/metrics`` exactly as many series as one did."""
+
+    async def flood(start: int, count: int) -> None:
+        for n in range(start, start + count):
+            headers = signed(PUSH, X_GitHub_Event=f"made_up_{n}")
+            headers["X-Hub-Signature-256"] = signing.sign("wrong-secret-0123456789", PUSH)
+            assert (await client.post("/webhook", data=PUSH, headers=headers)).status == 401
+
+    await flood(0, 5)
+    before = await (await client.get("/metrics")).text()
+    await flood(5, 300)
+    after = await (await client.get("/metrics")).text()
+    assert len(webhook_series(after)) == len(webhook_series(before))
+    assert abs(len(after) - len(before)) < 64  # only the counts' digits changed
+    assert 'hookline_webhooks_total{event="other",outcome="rejected_signature"} 305.0' in after
+    assert "made_up_" not in after

@@ -153,10 +153,11 @@ def test_payload_head_reads_the_few_fields() -> None:
 
 
 @pytest.mark.parametrize(
-    ("event", "label"), [("push", "push"), ("Evil Label", "unknown"), ("", "unknown")]
+    ("event", "label"),
+    [("push", "push"), ("made_up", "other"), ("Evil Label", "other"), ("", "other")],
 )
 def test_metric_label_is_bounded(event: str, label: str) -> None:
-    assert intake.metric_event(event) == label
+    assert intake.metric_event(event, frozenset({"push", "ping"})) == label
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import msgspec
 from aiohttp import web
+from hookline import samples
 from hookline.events import WebhookReceived, encode
 from hookline.ids import job_id_for_delivery
 from hookline.keys import Keys
@@ -262,6 +263,7 @@ class WebhookView:
         self.delivery = delivery
         self.metrics = metrics
         self.allowed = frozenset(settings.events)
+        self.labels = frozenset(samples.events()) | self.allowed
         self.status_base = settings.status_url.rstrip("/") + "/jobs/"
         # A concrete logger once (not a lazy proxy that binds on every call), bound per
         # request to the delivery id below: the hot path stays cheap.
@@ -272,7 +274,7 @@ class WebhookView:
         started = time.perf_counter()
         event = request.headers.get("X-GitHub-Event", "").strip()
         delivery = request.headers.get("X-GitHub-Delivery", "").strip()
-        label = intake.metric_event(event)
+        label = intake.metric_event(event, self.labels)
         try:
             intake.check_headers(event, delivery)
         except Refusal as refusal:
