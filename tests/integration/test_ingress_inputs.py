@@ -19,6 +19,7 @@ from hookline import signing
 from hookline.events import WebhookReceived, decode
 from hookline.keys import EVENT_FIELD, Keys
 from hookline_ingress.app import SPOOL, create_app
+from hookline_ingress.intake import MAX_DEPTH
 from hookline_ingress.settings import load
 from support.http import serve
 from support.payloads import payload, signed_headers
@@ -361,3 +362,39 @@ async def test_unknown_event_names_do_not_grow_the_metrics(
     assert abs(len(after) - len(before)) < 64  # only the counts' digits changed
     assert 'hookline_webhooks_total{event="other",outcome="rejected_signature"} 305.0' in after
     assert "made_up_" not in after
+
+
+def nested(levels: int) -> bytes:
+    """A JSON object ``levels`` deep: ``{"a": [{"a": [ ... ]}]}``."""
+    opens = "".join('{"a": ' if n % 2 == 0 else "[" for n in range(levels))
+    closes = "".join("}" if n % 2 == 0 else "]" for n in reversed(range(levels)))
+    return (opens + "1" + closes).encode()
+
+
+def as_form(document: bytes) -> tuple[bytes, str]:
+    return urlencode({"payload": document.decode()}).encode(), "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 980, 983, 5_000])
+@pytest.mark.parametrize("form", [False, True], ids=["json", "form"])
+async def test_a_payload_nested_too_deep_is_refused_before_it_is_stored(
+    client: TestClient[Any, Any], redis: Any, keys: Keys, levels: int, form: bool
+) -> None:
+    body, kind = as_form(nested(levels)) if form else (nested(levels), "application/json")
+    reply = await client.post("/webhook", data=body, headers=signed(body, Content_Type=kind))
+    assert reply.status == 422
+    answer = await reply.json()
+    assert answer["error"] == "payload_too_deep"
+    assert str(MAX_DEPTH) in answer["detail"]
+    await assert_nothing_queued(client, redis, keys)
+
+
+async def test_nesting_up_to_the_limit_and_brackets_inside_strings_are_accepted(
+    client: TestClient[Any, Any], redis: Any, keys: Keys
+) -> None:
+    brackets = '[{\\"[' * 500  # inside a string (escaped quotes too): not nesting
+    shallow = b'{"zen": "' + brackets.encode() + b'", "deep": ' + nested(MAX_DEPTH - 1) + b"}"
+    for body in (shallow, nested(MAX_DEPTH)):
+        reply = await client.post("/webhook", data=body, headers=signed(body))
+        assert reply.status == 202, await reply.text()
+    assert await redis.xlen(keys.webhook_received) == 2

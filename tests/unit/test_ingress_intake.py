@@ -268,3 +268,23 @@ def test_a_short_webhook_secret_is_refused(secrets: str) -> None:
     assert caught.value.setting == "GITHUB_WEBHOOK_SECRET"
     assert f"at least {MIN_SECRET} characters" in str(caught.value)
     assert "short-secret" not in str(caught.value)  # the error never shows a secret
+
+
+@pytest.mark.parametrize(
+    ("document", "limit", "deeper"),
+    [
+        (b'{"a": [1, {"b": 2}]}', 3, False),
+        (b'{"a": [1, {"b": 2}]}', 2, True),
+        (b"[[], [], [], [], []]", 1, True),
+        (b"[[], [], [], [], []]", 2, False),
+        (b'{"a": "[[[[{{{{"}', 1, False),  # brackets inside a string
+        (b'{"a\\"[[[": "\\\\", "b": "]]]]"}', 1, False),  # escaped quote, escaped backslash
+        (b'["\\\\", [[]]]', 2, True),  # the string ends after the escaped backslash
+        (b"[" * 10_000, 64, True),  # unclosed: still counted without recursion
+        (b"1", 0, False),
+    ],
+)
+def test_nesting_depth_is_counted_without_decoding(
+    document: bytes, limit: int, deeper: bool
+) -> None:
+    assert intake.nests_deeper(document, limit) is deeper
