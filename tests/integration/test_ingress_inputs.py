@@ -4,10 +4,7 @@ status, the error body, and that nothing was queued or spooled)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +18,8 @@ from hookline.keys import EVENT_FIELD, Keys
 from hookline_ingress.app import SPOOL, create_app
 from hookline_ingress.intake import MAX_DEPTH
 from hookline_ingress.settings import load
-from support.http import serve
+from support import http as support_http
+from support.http import serve, status_and_body
 from support.payloads import payload, signed_headers
 
 SECRET = "test-secret-0123456789"
@@ -74,23 +72,8 @@ async def metric(client: TestClient[Any, Any], line: str) -> bool:
 
 
 async def raw_http(client: TestClient[Any, Any], head: bytes, body_parts: list[bytes]) -> bytes:
-    """Send bytes over a plain socket and read one answer (head, then Content-Length
-    bytes), whether or not the server has read the rest of the request."""
-    reader, writer = await asyncio.open_connection(client.host, client.port)
-    try:
-        writer.write(head)
-        for part in body_parts:
-            writer.write(part)
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-        async with asyncio.timeout(10):
-            answer = await reader.readuntil(b"\r\n\r\n")
-            length = re.search(rb"(?i)content-length: *(\d+)", answer)
-            if length:
-                answer += await reader.readexactly(int(length.group(1)))
-            return answer
-    finally:
-        writer.close()
+    assert client.port is not None
+    return await support_http.raw_http(client.host, client.port, head, body_parts)
 
 
 def request_head(extra: str, content_type: str = "application/json") -> bytes:
@@ -99,11 +82,6 @@ def request_head(extra: str, content_type: str = "application/json") -> bytes:
         f"Content-Type: {content_type}\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: raw-1\r\n"
         f"X-Hub-Signature-256: sha256={'0' * 64}\r\nConnection: close\r\n{extra}\r\n"
     ).encode()
-
-
-def status_and_body(answer: bytes) -> tuple[int, bytes]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
 
 
 # -- accepted shapes -------------------------------------------------------------------

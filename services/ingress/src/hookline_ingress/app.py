@@ -7,27 +7,22 @@ import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator
-from typing import Any, cast
 
-import msgspec
 from aiohttp import web
-from hookline import samples
-from hookline.events import WebhookReceived, encode
-from hookline.ids import job_id_for_delivery
 from hookline.keys import Keys
 from hookline.logs import get_logger
 from hookline.metrics import DURATION_BUCKETS, CollectorRegistry, Counter, Gauge, Histogram
 from hookline.redis_client import UNAVAILABLE, Redis, connect, lifespan
 from hookline.retry import retry_forever, sleep_unless
-from hookline.web import add_ops_routes, json_error, json_response
+from hookline.web import add_ops_routes
 from structlog.typing import FilteringBoundLogger as Logger
 
-from hookline_ingress import intake
 from hookline_ingress.appender import REFUSED, Appender
-from hookline_ingress.intake import Outcome, Refusal, Stored, stored_answer
+from hookline_ingress.intake import Stored
 from hookline_ingress.settings import IngressSettings
 from hookline_ingress.spool import Spool, SpoolEntry, SpoolError
 from hookline_ingress.spoolroot import SpoolRoot, replica_name
+from hookline_ingress.webhook import INSECURE_WARNING, WebhookView
 
 SETTINGS: web.AppKey[IngressSettings] = web.AppKey("settings", IngressSettings)
 REDIS: web.AppKey[Redis] = web.AppKey("redis", Redis)
@@ -43,11 +38,6 @@ CANNOT_APPEND = (*UNAVAILABLE, TimeoutError, *REFUSED)
 # header count are far beyond anything GitHub or a proxy in front of it sends.
 MAX_HEADER_LINE = 8190
 MAX_HEADERS = 64
-
-INSECURE_WARNING = (
-    "HOOKLINE_INGRESS_INSECURE=1: webhook signatures are NOT checked; anyone who can reach "
-    "this port can queue jobs"
-)
 
 
 class IngressMetrics:
@@ -251,127 +241,3 @@ async def health(app: web.Application) -> dict[str, object]:
         "spool_entries": spool.depth,
         "spool_bytes": spool.size,
     }
-
-
-class WebhookView:
-    """``POST /webhook``."""
-
-    def __init__(
-        self, settings: IngressSettings, delivery: Delivery, metrics: IngressMetrics
-    ) -> None:
-        self.settings = settings
-        self.delivery = delivery
-        self.metrics = metrics
-        self.allowed = frozenset(settings.events)
-        self.labels = frozenset(samples.events()) | self.allowed
-        self.status_base = settings.status_url.rstrip("/") + "/jobs/"
-        # A concrete logger once (not a lazy proxy that binds on every call), bound per
-        # request to the delivery id below: the hot path stays cheap.
-        self.log = cast(Logger, get_logger().bind())
-        self._counters: dict[tuple[str, str], Any] = {}
-
-    async def handle(self, request: web.Request) -> web.Response:
-        started = time.perf_counter()
-        event = request.headers.get("X-GitHub-Event", "").strip()
-        delivery = request.headers.get("X-GitHub-Delivery", "").strip()
-        label = intake.metric_event(event, self.labels)
-        try:
-            intake.check_headers(event, delivery)
-        except Refusal as refusal:
-            # The delivery id is missing or malformed: not something to log.
-            response, outcome = self._refuse(self.log, refusal), refusal.outcome
-        else:
-            log = self.log.bind(delivery_id=delivery, event=event)
-            response, outcome = await self._receive(request, log, event, delivery)
-        self.metrics.seconds.observe(time.perf_counter() - started)
-        self._count(label, outcome)
-        return response
-
-    def _count(self, event: str, outcome: str) -> None:
-        counter = self._counters.get((event, outcome))
-        if counter is None:
-            counter = self._counters[event, outcome] = self.metrics.webhooks.labels(event, outcome)
-        counter.inc()
-
-    def _refuse(self, log: Logger, refusal: Refusal) -> web.Response:
-        # No body, header value or signature goes into a log line: only the reason.
-        log.warning("webhook_refused", status=refusal.status, error=refusal.error)
-        response = json_error(refusal.status, refusal.error, refusal.detail)
-        if refusal.status in (408, 413):
-            response.force_close()  # the rest of the body is never read
-        return response
-
-    async def _receive(
-        self, request: web.Request, log: Logger, event: str, delivery: str
-    ) -> tuple[web.Response, Outcome]:
-        settings = self.settings
-        try:
-            kind = intake.media_kind(request.content_type)
-            if request.content_length is not None and request.content_length > settings.max_body:
-                raise _too_large(settings.max_body)
-            body = await self._read(request)
-            if settings.insecure:
-                log.warning("webhook_signature_not_checked", warning=INSECURE_WARNING)
-            intake.check_signature(settings.secrets, body, request.headers)
-            document = intake.json_payload(kind, body)
-            head = intake.payload_head(document)
-        except Refusal as refusal:
-            return self._refuse(log, refusal), refusal.outcome
-        if event == "ping":
-            log.info("webhook_ping", hook_id=head.hook_id)
-            return json_response(
-                {"message": "pong", "outcome": "ping", "delivery_id": delivery, "zen": head.zen}
-            ), "ignored"
-        if self.allowed and event not in self.allowed:
-            log.info("webhook_ignored", reason="event_not_allowed")
-            return json_response(
-                {
-                    "message": "ignored",
-                    "outcome": "ignored",
-                    "detail": f"event {event} is not in HOOKLINE_INGRESS_EVENTS",
-                },
-                status=202,
-            ), "ignored"
-        job_id = job_id_for_delivery(delivery)
-        repo = head.repository
-        received = WebhookReceived(
-            delivery_id=delivery,
-            job_id=job_id,
-            event=event,
-            action=head.action,
-            repository=repo.full_name if repo else None,
-            payload=msgspec.Raw(document),
-        )
-        try:
-            outcome = await self.delivery.deliver(
-                self.delivery.entry(delivery, job_id, encode(received)), log
-            )
-        except SpoolError as exc:
-            log.error("webhook_not_persisted", error=str(exc))
-            return json_error(
-                503, "unavailable", "Redis is unreachable and the spool cannot be written"
-            ), "unavailable"
-        log.info("webhook_" + outcome, job_id=job_id)
-        target = (repo.html_url if repo and repo.html_url else None) or "repository"
-        return json_response(
-            stored_answer(outcome, target, job_id, self.status_base + job_id), status=202
-        ), outcome
-
-    async def _read(self, request: web.Request) -> bytes:
-        """The whole body, within the size limit (chunked bodies too: reading stops as
-        soon as the limit is passed) and the body deadline."""
-        try:
-            if request.content.is_eof():  # already all here: no deadline to arm
-                return await request.read()
-            async with asyncio.timeout(self.settings.body_timeout):
-                return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise _too_large(self.settings.max_body) from None
-        except TimeoutError:
-            raise Refusal(
-                408, "body_timeout", "the body did not arrive within the body deadline"
-            ) from None
-
-
-def _too_large(limit: int) -> Refusal:
-    return Refusal(413, "payload_too_large", f"the body exceeds {limit} bytes")

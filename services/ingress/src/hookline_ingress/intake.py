@@ -6,6 +6,8 @@ HTTP handler turns into ``{"error", "detail"}`` with the right status.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -117,11 +119,12 @@ def media_kind(content_type: str) -> Media:
     )
 
 
-def check_signature(secrets: Sequence[str], body: bytes, headers: Mapping[str, str]) -> None:
-    """Refuse unless ``X-Hub-Signature-256`` signs ``body`` under one of ``secrets``.
-    With no secrets (insecure mode) every body passes; the caller warns."""
+def expect_signature(secrets: Sequence[str], headers: Mapping[str, str]) -> BodyMac | None:
+    """Refuse at once, before any of the body is read, unless ``X-Hub-Signature-256``
+    has the shape of a signature; then the MAC to feed the body to. None in insecure
+    mode (no secrets): every body passes, the caller warns."""
     if not secrets:
-        return
+        return None
     header = headers.get("X-Hub-Signature-256")
     if header is None and "X-Hub-Signature" in headers:
         raise Refusal(
@@ -130,13 +133,40 @@ def check_signature(secrets: Sequence[str], body: bytes, headers: Mapping[str, s
             "X-Hub-Signature (SHA-1) is not accepted: X-Hub-Signature-256 is required",
             "rejected_signature",
         )
-    if not signing.verify(secrets, body, header):
-        raise Refusal(
-            401,
-            "invalid_signature",
-            "X-Hub-Signature-256 is missing or does not match the body",
-            "rejected_signature",
-        )
+    if not header or not header.startswith(signing.PREFIX):
+        raise _bad_signature()
+    return BodyMac(secrets, header)
+
+
+class BodyMac:
+    """HMAC-SHA256 of a body under each secret, fed chunk by chunk as the body arrives,
+    then checked against the header."""
+
+    def __init__(self, secrets: Sequence[str], header: str) -> None:
+        self._macs = [hmac.new(s.encode(), digestmod=hashlib.sha256) for s in secrets]
+        self._given = header[len(signing.PREFIX) :].strip().lower().encode()
+
+    def update(self, chunk: bytes) -> None:
+        for mac in self._macs:
+            mac.update(chunk)
+
+    def check(self) -> None:
+        """Refuse unless the body signs under one of the secrets; every secret is
+        compared, in constant time."""
+        valid = False
+        for mac in self._macs:
+            valid |= hmac.compare_digest(mac.hexdigest().encode(), self._given)
+        if not valid:
+            raise _bad_signature()
+
+
+def _bad_signature() -> Refusal:
+    return Refusal(
+        401,
+        "invalid_signature",
+        "X-Hub-Signature-256 is missing or does not match the body",
+        "rejected_signature",
+    )
 
 
 def json_payload(kind: Media, body: bytes) -> bytes:

@@ -29,6 +29,7 @@ class IngressSettings(BaseSettings, frozen=True, kw_only=True):
     events: list[str] = []
     status_url: str = "http://127.0.0.1:5002"
     max_body: int = 25 * 1024 * 1024
+    max_bytes_in_flight: int = 128 * 1024 * 1024
     dedupe_ttl: Duration = Duration(7 * 86400)
     redis_timeout: Duration = Duration(2.0)
     body_timeout: Duration = Duration(30.0)
@@ -44,6 +45,7 @@ class IngressSettings(BaseSettings, frozen=True, kw_only=True):
         "events": "HOOKLINE_INGRESS_EVENTS",
         "status_url": "HOOKLINE_STATUS_URL",
         "max_body": "HOOKLINE_INGRESS_MAX_BODY",
+        "max_bytes_in_flight": "HOOKLINE_INGRESS_MAX_BYTES_IN_FLIGHT",
         "dedupe_ttl": "HOOKLINE_INGRESS_DEDUPE_TTL",
         "redis_timeout": "HOOKLINE_INGRESS_REDIS_TIMEOUT",
         "body_timeout": "HOOKLINE_INGRESS_BODY_TIMEOUT",
@@ -90,6 +92,12 @@ def _check_http(s: IngressSettings) -> None:
         raise ConfigError(
             "HOOKLINE_INGRESS_MAX_BODY",
             f"must be a byte count from 1 to {MAX_BODY_CAP} (GitHub sends at most 25 MB)",
+        )
+    if s.max_bytes_in_flight < s.max_body:
+        raise ConfigError(
+            "HOOKLINE_INGRESS_MAX_BYTES_IN_FLIGHT",
+            f"must be at least HOOKLINE_INGRESS_MAX_BODY ({s.max_body} bytes): the budget "
+            "of request bytes held across all connections must fit one whole body",
         )
     if not s.status_url.startswith(("http://", "https://")):
         raise ConfigError("HOOKLINE_STATUS_URL", "must be an absolute http(s) URL")
