@@ -63,9 +63,12 @@ class IngressMetrics:
 
 
 class Delivery:
-    """Appends accepted webhooks: straight to Redis while the spool is empty, else (or
-    when Redis does not answer within the deadline) to the spool, behind what waits
-    there, so the stream keeps arrival order."""
+    """Appends accepted webhooks in the order they were accepted: straight to Redis
+    while nothing waits in the spool, else (or when Redis does not take it within the
+    deadline) to the spool, behind everything accepted before it. Once one delivery is
+    diverted to the spool, every later one follows it there until the spool is empty,
+    and the spool is written in acceptance order, so the stream keeps that order across
+    the boundary."""
 
     def __init__(self, settings: IngressSettings, redis: Redis, spool: Spool) -> None:
         self.redis = redis
@@ -75,6 +78,10 @@ class Delivery:
         self.ttl_ms = int(settings.dedupe_ttl * 1000)
         self.wake = asyncio.Event()
         self.appender = Appender(redis, self.ttl_ms, self.deadline)
+        # Deliveries on their way to the spool, not yet in it: none may go live meanwhile.
+        self._diverting = 0
+        # Settles once the delivery accepted last is stored (live or spooled).
+        self._last: asyncio.Future[None] | None = None
 
     async def append(self, entry: SpoolEntry) -> bool:
         """One atomic dedupe-and-append in Redis; True when appended, False for a
@@ -82,14 +89,32 @@ class Delivery:
         return await self.appender.append(entry)
 
     async def deliver(self, entry: SpoolEntry, log: Logger) -> Stored:
+        before, mine = self._last, asyncio.get_running_loop().create_future()
+        self._last = mine
+        try:
+            return await self._deliver(entry, log, before)
+        finally:
+            mine.set_result(None)
+            if self._last is mine:
+                self._last = None
+
+    async def _deliver(
+        self, entry: SpoolEntry, log: Logger, before: asyncio.Future[None] | None
+    ) -> Stored:
         if self.spool.holds(entry.delivery_id):
             return "duplicate"
-        if not self.spool.depth:
+        if not (self.spool.depth or self._diverting or self.appender.failing):
             try:
                 return "accepted" if await self.append(entry) else "duplicate"
             except CANNOT_APPEND as exc:
                 log.warning("redis_unavailable_spooling", error=type(exc).__name__)
-        spooled = await self.spool.append(entry)
+        self._diverting += 1
+        try:
+            if before is not None:
+                await asyncio.shield(before)  # behind what was accepted earlier
+            spooled = await self.spool.append(entry)
+        finally:
+            self._diverting -= 1
         self.wake.set()
         return "spooled" if spooled else "duplicate"
 
