@@ -203,6 +203,10 @@ def create_app(settings: IngressSettings) -> web.Application:
             "max_line_size": MAX_HEADER_LINE,
             "max_field_size": MAX_HEADER_LINE,
             "max_headers": MAX_HEADERS,
+            # aiohttp closes a connection whose next request's headers have not all
+            # arrived this long after it opened or after its last answer: the header
+            # deadline (a slowloris's sockets are closed by it).
+            "keepalive_timeout": float(settings.header_timeout),
         },
     )
     spool_root = open_spool_root(settings)

@@ -33,6 +33,8 @@ class IngressSettings(BaseSettings, frozen=True, kw_only=True):
     dedupe_ttl: Duration = Duration(7 * 86400)
     redis_timeout: Duration = Duration(2.0)
     body_timeout: Duration = Duration(30.0)
+    header_timeout: Duration = Duration(10.0)
+    max_connections: int = 512
     spool_dir: str = ".hookline/spool"
     replica: str = ""
     spool_adopt_interval: Duration = Duration(30.0)
@@ -49,6 +51,8 @@ class IngressSettings(BaseSettings, frozen=True, kw_only=True):
         "dedupe_ttl": "HOOKLINE_INGRESS_DEDUPE_TTL",
         "redis_timeout": "HOOKLINE_INGRESS_REDIS_TIMEOUT",
         "body_timeout": "HOOKLINE_INGRESS_BODY_TIMEOUT",
+        "header_timeout": "HOOKLINE_INGRESS_HEADER_TIMEOUT",
+        "max_connections": "HOOKLINE_INGRESS_MAX_CONNECTIONS",
         "spool_dir": "HOOKLINE_INGRESS_SPOOL_DIR",
         "replica": "HOOKLINE_INGRESS_REPLICA",
         "spool_adopt_interval": "HOOKLINE_INGRESS_SPOOL_ADOPT_INTERVAL",
@@ -120,6 +124,10 @@ def _check_timeouts(s: IngressSettings) -> None:
         )
     if s.body_timeout <= 0:
         raise ConfigError("HOOKLINE_INGRESS_BODY_TIMEOUT", "must be above 0")
+    if s.header_timeout <= 0:
+        raise ConfigError("HOOKLINE_INGRESS_HEADER_TIMEOUT", "must be above 0")
+    if s.max_connections < 1:
+        raise ConfigError("HOOKLINE_INGRESS_MAX_CONNECTIONS", "must be at least 1")
 
 
 def _check_spool(s: IngressSettings) -> None:
