@@ -78,7 +78,7 @@ def base_env(redis_url: str, prefix: str, tmp_path: Path) -> dict[str, str]:
     return {
         "REDIS_URL": redis_url,
         "HOOKLINE_PREFIX": prefix,
-        "GITHUB_WEBHOOK_SECRET": "test-secret",
+        "GITHUB_WEBHOOK_SECRET": "test-secret-0123456789",
         "HOOKLINE_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
         "HOOKLINE_WORK_DIR": str(tmp_path / "work"),
         "HOOKLINE_INGRESS_SPOOL_DIR": str(tmp_path / "spool"),

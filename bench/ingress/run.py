@@ -35,7 +35,7 @@ from redis import Redis
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 PAYLOAD = SAMPLES / "push" / "with-new-branch.payload.json"
-SECRET = "bench-secret"
+SECRET = "bench-secret-0123456789"
 
 
 @dataclass

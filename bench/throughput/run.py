@@ -363,7 +363,7 @@ async def _whole_path(url: str, args: argparse.Namespace, logs: Path, tmp: Path)
     import aiohttp
     from hookline import signing
 
-    secret = "bench-secret"
+    secret = "bench-secret-0123456789"
     prefix = f"path{uuid.uuid4().hex[:8]}"
     config = tmp / "hookline.toml"
     config.write_text(

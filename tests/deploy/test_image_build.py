@@ -81,7 +81,7 @@ def test_the_image_build_installs_only_its_service_and_it_runs(
         PORT_VARS[service]: str(port),
         "REDIS_URL": redis_url,
         "HOOKLINE_PREFIX": prefix,
-        "GITHUB_WEBHOOK_SECRET": "image-secret",
+        "GITHUB_WEBHOOK_SECRET": "image-secret-0123456789",
         "HOOKLINE_LOG_FORMAT": "json",
         "HOOKLINE_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
         "HOOKLINE_WORK_DIR": str(tmp_path / "work"),

@@ -37,7 +37,7 @@ from support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
-SECRET = "deploy-secret"
+SECRET = "deploy-secret-0123456789"
 FINAL = ("finished", "failed", "skipped", "canceled")
 DELIVERIES = [
     ("push", "with-new-branch.payload.json"),

@@ -15,7 +15,7 @@ from support.payloads import payload, signed_headers
 from support.processes import ServiceProcess, http_json
 from support.waiting import wait_until
 
-SECRET = "acl-secret"
+SECRET = "acl-secret-0123456789"
 P = "{hookline}:"
 
 

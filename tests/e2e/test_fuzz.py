@@ -23,7 +23,7 @@ from support.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 
-SECRET = "fuzz-secret"
+SECRET = "fuzz-secret-0123456789"
 FUZZ = settings(
     max_examples=150,
     deadline=None,

@@ -122,7 +122,7 @@ def test_the_whole_flow_runs_over_tls_with_a_password(
         f"{ingress.url}/webhook",
         data=body,
         method="POST",
-        headers=signed_headers("test-secret", body, "push"),
+        headers=signed_headers("test-secret-0123456789", body, "push"),
     )
     with urllib.request.urlopen(request, timeout=10) as reply:
         assert reply.status == 202

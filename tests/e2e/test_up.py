@@ -25,7 +25,7 @@ from support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
-SECRET = "e2e-secret"
+SECRET = "e2e-secret-0123456789"
 
 
 @pytest.fixture(scope="module")

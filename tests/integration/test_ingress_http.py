@@ -18,7 +18,7 @@ from hookline_ingress.settings import load
 from support.http import serve
 from support.payloads import payload, signed_headers
 
-SECRET = "test-secret"
+SECRET = "test-secret-0123456789"
 
 
 @pytest.fixture

@@ -4,10 +4,7 @@ status, the error body, and that nothing was queued or spooled)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,11 +16,13 @@ from hookline import signing
 from hookline.events import WebhookReceived, decode
 from hookline.keys import EVENT_FIELD, Keys
 from hookline_ingress.app import SPOOL, create_app
+from hookline_ingress.intake import MAX_DEPTH
 from hookline_ingress.settings import load
-from support.http import serve
+from support import http as support_http
+from support.http import serve, status_and_body
 from support.payloads import payload, signed_headers
 
-SECRET = "test-secret"
+SECRET = "test-secret-0123456789"
 LIMIT = 64 * 1024
 PUSH = payload("push", "with-new-branch.payload.json")
 
@@ -73,23 +72,8 @@ async def metric(client: TestClient[Any, Any], line: str) -> bool:
 
 
 async def raw_http(client: TestClient[Any, Any], head: bytes, body_parts: list[bytes]) -> bytes:
-    """Send bytes over a plain socket and read one answer (head, then Content-Length
-    bytes), whether or not the server has read the rest of the request."""
-    reader, writer = await asyncio.open_connection(client.host, client.port)
-    try:
-        writer.write(head)
-        for part in body_parts:
-            writer.write(part)
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-        async with asyncio.timeout(10):
-            answer = await reader.readuntil(b"\r\n\r\n")
-            length = re.search(rb"(?i)content-length: *(\d+)", answer)
-            if length:
-                answer += await reader.readexactly(int(length.group(1)))
-            return answer
-    finally:
-        writer.close()
+    assert client.port is not None
+    return await support_http.raw_http(client.host, client.port, head, body_parts)
 
 
 def request_head(extra: str, content_type: str = "application/json") -> bytes:
@@ -98,11 +82,6 @@ def request_head(extra: str, content_type: str = "application/json") -> bytes:
         f"Content-Type: {content_type}\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: raw-1\r\n"
         f"X-Hub-Signature-256: sha256={'0' * 64}\r\nConnection: close\r\n{extra}\r\n"
     ).encode()
-
-
-def status_and_body(answer: bytes) -> tuple[int, bytes]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
 
 
 # -- accepted shapes -------------------------------------------------------------------
@@ -168,8 +147,8 @@ async def test_events_outside_the_allow_list_are_ignored_and_counted(
 async def test_a_rotated_secret_still_verifies(
     make_client: MakeClient, redis: Any, keys: Keys
 ) -> None:
-    client = await make_client(GITHUB_WEBHOOK_SECRET="brand-new,test-secret")
-    for secret in ("brand-new", "test-secret"):
+    client = await make_client(GITHUB_WEBHOOK_SECRET="brand-new-secret-0123,test-secret-0123456789")
+    for secret in ("brand-new-secret-0123", "test-secret-0123456789"):
         reply = await client.post(
             "/webhook", data=PUSH, headers=signed_headers(secret, PUSH, "push")
         )
@@ -335,3 +314,65 @@ async def test_oversize_headers_are_refused(
     status, _ = status_and_body(answer)
     assert status in (400, 431)
     await assert_nothing_queued(client, redis, keys)
+
+
+def webhook_series(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("hookline_webhooks_total{")]
+
+
+async def test_unknown_event_names_do_not_grow_the_metrics(
+    client: TestClient[Any, Any],
+) -> None:
+    """A well-formed but unknown ``X-GitHub-Event``, signed or not, counts as ``other``:
+    a flood of distinct names leaves ``/metrics`` exactly as many series as one did."""
+
+    async def flood(start: int, count: int) -> None:
+        for n in range(start, start + count):
+            headers = signed(PUSH, X_GitHub_Event=f"made_up_{n}")
+            headers["X-Hub-Signature-256"] = signing.sign("wrong-secret-0123456789", PUSH)
+            assert (await client.post("/webhook", data=PUSH, headers=headers)).status == 401
+
+    await flood(0, 5)
+    before = await (await client.get("/metrics")).text()
+    await flood(5, 300)
+    after = await (await client.get("/metrics")).text()
+    assert len(webhook_series(after)) == len(webhook_series(before))
+    assert abs(len(after) - len(before)) < 64  # only the counts' digits changed
+    assert 'hookline_webhooks_total{event="other",outcome="rejected_signature"} 305.0' in after
+    assert "made_up_" not in after
+
+
+def nested(levels: int) -> bytes:
+    """A JSON object ``levels`` deep: ``{"a": [{"a": [ ... ]}]}``."""
+    opens = "".join('{"a": ' if n % 2 == 0 else "[" for n in range(levels))
+    closes = "".join("}" if n % 2 == 0 else "]" for n in reversed(range(levels)))
+    return (opens + "1" + closes).encode()
+
+
+def as_form(document: bytes) -> tuple[bytes, str]:
+    return urlencode({"payload": document.decode()}).encode(), "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 980, 983, 5_000])
+@pytest.mark.parametrize("form", [False, True], ids=["json", "form"])
+async def test_a_payload_nested_too_deep_is_refused_before_it_is_stored(
+    client: TestClient[Any, Any], redis: Any, keys: Keys, levels: int, form: bool
+) -> None:
+    body, kind = as_form(nested(levels)) if form else (nested(levels), "application/json")
+    reply = await client.post("/webhook", data=body, headers=signed(body, Content_Type=kind))
+    assert reply.status == 422
+    answer = await reply.json()
+    assert answer["error"] == "payload_too_deep"
+    assert str(MAX_DEPTH) in answer["detail"]
+    await assert_nothing_queued(client, redis, keys)
+
+
+async def test_nesting_up_to_the_limit_and_brackets_inside_strings_are_accepted(
+    client: TestClient[Any, Any], redis: Any, keys: Keys
+) -> None:
+    brackets = '[{\\"[' * 500  # inside a string (escaped quotes too): not nesting
+    shallow = b'{"zen": "' + brackets.encode() + b'", "deep": ' + nested(MAX_DEPTH - 1) + b"}"
+    for body in (shallow, nested(MAX_DEPTH)):
+        reply = await client.post("/webhook", data=body, headers=signed(body))
+        assert reply.status == 202, await reply.text()
+    assert await redis.xlen(keys.webhook_received) == 2

@@ -7,24 +7,28 @@ import re
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 from hookline.embedded_redis import EmbeddedRedis, find_redis_server
-from hookline.events import WebhookReceived
+from hookline.events import WebhookReceived, encode
 from hookline.ids import job_id_for_delivery
 from hookline.keys import Keys
-from hookline_ingress.app import SPOOL, create_app
+from hookline.logs import get_logger
+from hookline_ingress.app import REPLAY, SPOOL, create_app
 from hookline_ingress.settings import load
+from structlog.typing import FilteringBoundLogger
 from support.http import serve
 from support.payloads import payload, signed_headers
 from support.redis_server import own_redis
 from support.streams import events
+from support.tcp_proxy import TcpProxy
 from support.waiting import async_wait_until
 
-SECRET = "test-secret"
+SECRET = "test-secret-0123456789"
 PUSH = payload("push", "with-new-branch.payload.json")
 
 
@@ -230,3 +234,52 @@ async def test_when_neither_redis_nor_the_spool_can_take_it_the_answer_is_503(
         assert client.app[SPOOL].depth == 0
         metrics = await (await client.get("/metrics")).text()
         assert 'hookline_webhooks_total{event="push",outcome="unavailable"} 1.0' in metrics
+
+
+async def test_acceptance_order_holds_across_the_spool_boundary_while_redis_flaps(
+    private_redis: EmbeddedRedis, direct: aioredis.Redis, prefix: str, keys: Keys, tmp_path: Path
+) -> None:
+    """300 deliveries accepted one after another (each while the earlier ones are still
+    in flight) while the link to Redis is cut and restored every few deliveries: some
+    are appended live, some spooled and replayed, yet ``webhook.received`` holds them
+    in exactly the order they were accepted."""
+    proxy = TcpProxy(private_redis.port)
+    settings = load(
+        {
+            "REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0",
+            "HOOKLINE_PREFIX": prefix,
+            "GITHUB_WEBHOOK_SECRET": SECRET,
+            "HOOKLINE_INGRESS_REDIS_TIMEOUT": "200ms",
+            "HOOKLINE_INGRESS_SPOOL_DIR": str(tmp_path / "spool"),
+        }
+    )
+    app = create_app(settings)
+    ids = [f"flap-{n:03d}" for n in range(300)]
+    try:
+        async with serve(app) as client:
+            delivery = app[REPLAY].delivery
+            log = cast(FilteringBoundLogger, get_logger().bind())
+            accepted = []
+            for n, delivery_id in enumerate(ids):
+                event = WebhookReceived(
+                    delivery_id=delivery_id,
+                    job_id=job_id_for_delivery(delivery_id),
+                    event="push",
+                    payload=msgspec.Raw(PUSH),
+                )
+                entry = delivery.entry(delivery_id, event.job_id, encode(event))
+                accepted.append(asyncio.create_task(delivery.deliver(entry, log)))
+                if n % 25 == 10:
+                    proxy.drop()
+                elif n % 25 == 13 or n == len(ids) - 1:
+                    proxy.restore()
+                if n % 3 == 0:
+                    await asyncio.sleep(0.001)  # pacing: deliveries overlap the flaps
+            outcomes = await asyncio.gather(*accepted)  # the link is up again by now
+            assert {"accepted", "spooled"} <= set(outcomes)
+            await async_wait_until(
+                lambda: _spool_empty(client), timeout=30, what="the spool replay"
+            )
+            assert await delivered(direct, keys) == ids
+    finally:
+        proxy.cut()

@@ -17,9 +17,13 @@ class TcpProxy:
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         self.port = port
+        self._dropping = False
         self.restore()
 
     def restore(self) -> None:
+        self._dropping = False
+        if self._listener is not None:  # only dropping (see drop()): keeps its port
+            return
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
@@ -43,12 +47,27 @@ class TcpProxy:
 
     close = cut
 
+    def drop(self) -> None:
+        """Drop every connection and close each new one at once, while the port stays
+        bound: a proxy flapped many times a second cannot lose its port to the cut
+        connections' ends lingering in FIN_WAIT2, as a re-bind after ``cut()`` can."""
+        with self._lock:
+            self._dropping = True
+            conns, self._conns = self._conns, set()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
                 client, _ = listener.accept()
             except OSError:
                 return
+            if self._dropping:
+                client.close()
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
                 upstream.settimeout(None)

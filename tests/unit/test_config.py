@@ -15,13 +15,13 @@ def test_defaults_apply_when_the_environment_is_empty() -> None:
 def test_strings_become_ints_durations_and_lists() -> None:
     settings = load_ingress(
         {
-            "GITHUB_WEBHOOK_SECRET": "new, old",
+            "GITHUB_WEBHOOK_SECRET": "new-secret-0123456789, old-secret-0123456789",
             "HOOKLINE_INGRESS_PORT": "8080",
             "HOOKLINE_INGRESS_DEDUPE_TTL": "3d",
         }
     )
     assert isinstance(settings, IngressSettings)
-    assert settings.secrets == ["new", "old"]
+    assert settings.secrets == ["new-secret-0123456789", "old-secret-0123456789"]
     assert settings.port == 8080
     assert settings.dedupe_ttl == 3 * 86400.0
 
@@ -49,7 +49,7 @@ def test_flags_override_the_environment() -> None:
 )
 def test_a_bad_value_names_its_variable(env: dict[str, str], setting: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load_ingress({"GITHUB_WEBHOOK_SECRET": "s", **env})
+        load_ingress({"GITHUB_WEBHOOK_SECRET": "secret-0123456789", **env})
     assert info.value.setting == setting
     assert str(info.value).startswith(setting + ":")
 

@@ -9,7 +9,7 @@ from hookline import signing
 from hookline.errors import ConfigError
 from hookline_ingress import intake
 from hookline_ingress.intake import Refusal
-from hookline_ingress.settings import load
+from hookline_ingress.settings import MIN_SECRET, load
 from multidict import CIMultiDict
 
 SECRETS = ["new", "old"]
@@ -77,6 +77,7 @@ def _sha1(secret: str, body: bytes) -> str:
         (SECRETS, {"x-hub-signature-256": signing.sign("new", BODY)}, True, ""),
         (SECRETS, {"X-Hub-Signature-256": signing.sign("other", BODY)}, False, "does not"),
         (SECRETS, {}, False, "missing"),
+        (SECRETS, {"X-Hub-Signature-256": "md5=00"}, False, "missing"),
         (SECRETS, {"X-Hub-Signature": _sha1("new", BODY)}, False, "SHA-1"),
         (
             SECRETS,
@@ -93,11 +94,18 @@ def _sha1(secret: str, body: bytes) -> str:
 def test_signature_choice(
     secrets: list[str], headers: dict[str, str], ok: bool, detail_has: str
 ) -> None:
+    def check() -> None:
+        mac = intake.expect_signature(secrets, CIMultiDict(headers))
+        if mac is not None:
+            for start in range(0, len(BODY), 7):  # fed in pieces, as a body arrives
+                mac.update(BODY[start : start + 7])
+            mac.check()
+
     if ok:
-        intake.check_signature(secrets, BODY, CIMultiDict(headers))
+        check()
         return
     with pytest.raises(Refusal) as caught:
-        intake.check_signature(secrets, BODY, CIMultiDict(headers))
+        check()
     refusal = caught.value
     assert (refusal.status, refusal.outcome) == (401, "rejected_signature")
     assert detail_has in refusal.detail
@@ -153,10 +161,11 @@ def test_payload_head_reads_the_few_fields() -> None:
 
 
 @pytest.mark.parametrize(
-    ("event", "label"), [("push", "push"), ("Evil Label", "unknown"), ("", "unknown")]
+    ("event", "label"),
+    [("push", "push"), ("made_up", "other"), ("Evil Label", "other"), ("", "other")],
 )
 def test_metric_label_is_bounded(event: str, label: str) -> None:
-    assert intake.metric_event(event) == label
+    assert intake.metric_event(event, frozenset({"push", "ping"})) == label
 
 
 @pytest.mark.parametrize(
@@ -164,59 +173,68 @@ def test_metric_label_is_bounded(event: str, label: str) -> None:
     [
         ({}, "GITHUB_WEBHOOK_SECRET"),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_INSECURE": "1"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_INSECURE": "1"},
             "HOOKLINE_INGRESS_INSECURE",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_INSECURE": "maybe"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_INSECURE": "maybe"},
             "HOOKLINE_INGRESS_INSECURE",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_EVENTS": "push,Pull Request"},
+            {
+                "GITHUB_WEBHOOK_SECRET": "secret-0123456789",
+                "HOOKLINE_INGRESS_EVENTS": "push,Pull Request",
+            },
             "HOOKLINE_INGRESS_EVENTS",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_REDIS_TIMEOUT": "9s"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_REDIS_TIMEOUT": "9s"},
             "HOOKLINE_INGRESS_REDIS_TIMEOUT",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_REDIS_TIMEOUT": "0"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_REDIS_TIMEOUT": "0"},
             "HOOKLINE_INGRESS_REDIS_TIMEOUT",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_DEDUPE_TTL": "0s"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_DEDUPE_TTL": "0s"},
             "HOOKLINE_INGRESS_DEDUPE_TTL",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_DEDUPE_TTL": "soon"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_DEDUPE_TTL": "soon"},
             "HOOKLINE_INGRESS_DEDUPE_TTL",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_MAX_BODY": "-1"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_MAX_BODY": "-1"},
             "HOOKLINE_INGRESS_MAX_BODY",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_MAX_BODY": str(2 << 30)},
+            {
+                "GITHUB_WEBHOOK_SECRET": "secret-0123456789",
+                "HOOKLINE_INGRESS_MAX_BODY": str(2 << 30),
+            },
             "HOOKLINE_INGRESS_MAX_BODY",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_BODY_TIMEOUT": "0"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_BODY_TIMEOUT": "0"},
             "HOOKLINE_INGRESS_BODY_TIMEOUT",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_SPOOL_DIR": "  "},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_SPOOL_DIR": "  "},
             "HOOKLINE_INGRESS_SPOOL_DIR",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_REPLICA": "../up"},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_REPLICA": "../up"},
             "HOOKLINE_INGRESS_REPLICA",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_REPLICA": ".."},
+            {"GITHUB_WEBHOOK_SECRET": "secret-0123456789", "HOOKLINE_INGRESS_REPLICA": ".."},
             "HOOKLINE_INGRESS_REPLICA",
         ),
         (
-            {"GITHUB_WEBHOOK_SECRET": "s", "HOOKLINE_INGRESS_SPOOL_ADOPT_INTERVAL": "0s"},
+            {
+                "GITHUB_WEBHOOK_SECRET": "secret-0123456789",
+                "HOOKLINE_INGRESS_SPOOL_ADOPT_INTERVAL": "0s",
+            },
             "HOOKLINE_INGRESS_SPOOL_ADOPT_INTERVAL",
         ),
     ],
@@ -230,7 +248,7 @@ def test_bad_settings_name_the_variable(env: dict[str, str], setting: str) -> No
 def test_settings_parse() -> None:
     settings = load(
         {
-            "GITHUB_WEBHOOK_SECRET": "new, old",
+            "GITHUB_WEBHOOK_SECRET": "new-secret-0123456789, old-secret-0123456789",
             "HOOKLINE_INGRESS_EVENTS": "push, pull_request",
             "HOOKLINE_INGRESS_DEDUPE_TTL": "3d",
             "HOOKLINE_INGRESS_REDIS_TIMEOUT": "500ms",
@@ -239,9 +257,42 @@ def test_settings_parse() -> None:
             "HOOKLINE_INGRESS_SPOOL_ADOPT_INTERVAL": "1m",
         }
     )
-    assert settings.secrets == ["new", "old"]
+    assert settings.secrets == ["new-secret-0123456789", "old-secret-0123456789"]
     assert settings.events == ["push", "pull_request"]
     assert (settings.dedupe_ttl, settings.redis_timeout) == (3 * 86400.0, 0.5)
     assert settings.spool_dir == "/var/spool/hookline"
     assert (settings.replica, settings.spool_adopt_interval) == ("ingress-1", 60.0)
     assert load({"HOOKLINE_INGRESS_INSECURE": "1"}).insecure
+
+
+@pytest.mark.parametrize(
+    "secrets",
+    ["s", "short-secret", "long-enough-secret-0,short-secret"],
+)
+def test_a_short_webhook_secret_is_refused(secrets: str) -> None:
+    """Every secret of the rotation list must have at least MIN_SECRET characters."""
+    with pytest.raises(ConfigError) as caught:
+        load({"GITHUB_WEBHOOK_SECRET": secrets})
+    assert caught.value.setting == "GITHUB_WEBHOOK_SECRET"
+    assert f"at least {MIN_SECRET} characters" in str(caught.value)
+    assert "short-secret" not in str(caught.value)  # the error never shows a secret
+
+
+@pytest.mark.parametrize(
+    ("document", "limit", "deeper"),
+    [
+        (b'{"a": [1, {"b": 2}]}', 3, False),
+        (b'{"a": [1, {"b": 2}]}', 2, True),
+        (b"[[], [], [], [], []]", 1, True),
+        (b"[[], [], [], [], []]", 2, False),
+        (b'{"a": "[[[[{{{{"}', 1, False),  # brackets inside a string
+        (b'{"a\\"[[[": "\\\\", "b": "]]]]"}', 1, False),  # escaped quote, escaped backslash
+        (b'["\\\\", [[]]]', 2, True),  # the string ends after the escaped backslash
+        (b"[" * 10_000, 64, True),  # unclosed: still counted without recursion
+        (b"1", 0, False),
+    ],
+)
+def test_nesting_depth_is_counted_without_decoding(
+    document: bytes, limit: int, deeper: bool
+) -> None:
+    assert intake.nests_deeper(document, limit) is deeper

@@ -145,7 +145,7 @@ def test_command_env_drops_worker_secrets_and_adds_the_job() -> None:
     base = {
         "PATH": "/bin",
         "REDIS_URL": "redis://secret@h",
-        "GITHUB_WEBHOOK_SECRET": "s",
+        "GITHUB_WEBHOOK_SECRET": "secret-0123456789",
         "HOOKLINE_WORKER_NAME": "w",
     }
     env = command_env(base, {"PATH": "/opt"}, ctx)

@@ -36,11 +36,17 @@ Run = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 Preflight = Callable[[], Coroutine[Any, Any, None]]
 
 
+def plain_runner(app: web.Application) -> web.AppRunner:
+    return web.AppRunner(app, access_log=None, handle_signals=False)
+
+
 @dataclass
 class Service(Generic[S]):
     app: web.Application
     run: Run | None = None
     preflight: Preflight | None = None
+    # Builds the runner (a service with its own HTTP server below the app passes one).
+    runner: Callable[[web.Application], web.AppRunner] = plain_runner
 
 
 def fail(message: str) -> int:
@@ -142,7 +148,7 @@ async def serve(service: Service[S], sock: socket.socket | None, **started: Any)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    runner = web.AppRunner(service.app, access_log=None, handle_signals=False)
+    runner = service.runner(service.app)
     await runner.setup()
     try:
         if sock is not None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 
+from aiohttp import web
 from hookline.service import Service, run_service
 
 from hookline_ingress.app import create_app
+from hookline_ingress.server import IngressRunner
 from hookline_ingress.settings import IngressSettings, load
 
 
@@ -15,7 +17,12 @@ def _listen(settings: IngressSettings) -> tuple[str, int, str]:
 
 
 def _build(settings: IngressSettings) -> Service[IngressSettings]:
-    return Service(create_app(settings))
+    def runner(app: web.Application) -> web.AppRunner:
+        return IngressRunner(
+            app, max_connections=settings.max_connections, access_log=None, handle_signals=False
+        )
+
+    return Service(create_app(settings), runner=runner)
 
 
 def main() -> int:

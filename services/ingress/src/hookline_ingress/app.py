@@ -7,27 +7,23 @@ import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator
-from typing import Any, cast
 
-import msgspec
 from aiohttp import web
-from hookline.events import WebhookReceived, encode
-from hookline.ids import job_id_for_delivery
 from hookline.keys import Keys
 from hookline.logs import get_logger
 from hookline.metrics import DURATION_BUCKETS, CollectorRegistry, Counter, Gauge, Histogram
 from hookline.redis_client import UNAVAILABLE, Redis, connect
 from hookline.redis_safety import RedisSafety, lifespan
 from hookline.retry import retry_forever, sleep_unless
-from hookline.web import add_ops_routes, json_error, json_response
+from hookline.web import add_ops_routes
 from structlog.typing import FilteringBoundLogger as Logger
 
-from hookline_ingress import intake
 from hookline_ingress.appender import REFUSED, Appender
-from hookline_ingress.intake import Outcome, Refusal, Stored, stored_answer
+from hookline_ingress.intake import Stored
 from hookline_ingress.settings import IngressSettings
 from hookline_ingress.spool import Spool, SpoolEntry, SpoolError
 from hookline_ingress.spoolroot import SpoolRoot, replica_name
+from hookline_ingress.webhook import INSECURE_WARNING, WebhookView
 
 SETTINGS: web.AppKey[IngressSettings] = web.AppKey("settings", IngressSettings)
 REDIS: web.AppKey[Redis] = web.AppKey("redis", Redis)
@@ -49,11 +45,6 @@ CANNOT_APPEND = (*UNAVAILABLE, TimeoutError, *REFUSED, UnsafeRedis)
 # header count are far beyond anything GitHub or a proxy in front of it sends.
 MAX_HEADER_LINE = 8190
 MAX_HEADERS = 64
-
-INSECURE_WARNING = (
-    "HOOKLINE_INGRESS_INSECURE=1: webhook signatures are NOT checked; anyone who can reach "
-    "this port can queue jobs"
-)
 
 
 class IngressMetrics:
@@ -79,9 +70,12 @@ class IngressMetrics:
 
 
 class Delivery:
-    """Appends accepted webhooks: straight to Redis while the spool is empty, else (or
-    when Redis does not answer within the deadline) to the spool, behind what waits
-    there, so the stream keeps arrival order."""
+    """Appends accepted webhooks in the order they were accepted: straight to Redis
+    while nothing waits in the spool, else (or when Redis does not take it within the
+    deadline) to the spool, behind everything accepted before it. Once one delivery is
+    diverted to the spool, every later one follows it there until the spool is empty,
+    and the spool is written in acceptance order, so the stream keeps that order across
+    the boundary."""
 
     def __init__(
         self, settings: IngressSettings, redis: Redis, spool: Spool, safety: RedisSafety
@@ -94,6 +88,10 @@ class Delivery:
         self.ttl_ms = int(settings.dedupe_ttl * 1000)
         self.wake = asyncio.Event()
         self.appender = Appender(redis, self.ttl_ms, self.deadline)
+        # Deliveries on their way to the spool, not yet in it: none may go live meanwhile.
+        self._diverting = 0
+        # Settles once the delivery accepted last is stored (live or spooled).
+        self._last: asyncio.Future[None] | None = None
 
     async def append(self, entry: SpoolEntry) -> bool:
         """One atomic dedupe-and-append in Redis; True when appended, False for a
@@ -105,14 +103,32 @@ class Delivery:
         return await self.appender.append(entry)
 
     async def deliver(self, entry: SpoolEntry, log: Logger) -> Stored:
+        before, mine = self._last, asyncio.get_running_loop().create_future()
+        self._last = mine
+        try:
+            return await self._deliver(entry, log, before)
+        finally:
+            mine.set_result(None)
+            if self._last is mine:
+                self._last = None
+
+    async def _deliver(
+        self, entry: SpoolEntry, log: Logger, before: asyncio.Future[None] | None
+    ) -> Stored:
         if self.spool.holds(entry.delivery_id):
             return "duplicate"
-        if not self.spool.depth:
+        if not (self.spool.depth or self._diverting or self.appender.failing):
             try:
                 return "accepted" if await self.append(entry) else "duplicate"
             except CANNOT_APPEND as exc:
                 log.warning("redis_unavailable_spooling", error=type(exc).__name__)
-        spooled = await self.spool.append(entry)
+        self._diverting += 1
+        try:
+            if before is not None:
+                await asyncio.shield(before)  # behind what was accepted earlier
+            spooled = await self.spool.append(entry)
+        finally:
+            self._diverting -= 1
         self.wake.set()
         return "spooled" if spooled else "duplicate"
 
@@ -201,6 +217,10 @@ def create_app(settings: IngressSettings) -> web.Application:
             "max_line_size": MAX_HEADER_LINE,
             "max_field_size": MAX_HEADER_LINE,
             "max_headers": MAX_HEADERS,
+            # aiohttp closes a connection whose next request's headers have not all
+            # arrived this long after it opened or after its last answer: the header
+            # deadline (a slowloris's sockets are closed by it).
+            "keepalive_timeout": float(settings.header_timeout),
         },
     )
     spool_root = open_spool_root(settings)
@@ -275,126 +295,3 @@ async def readiness(app: web.Application) -> dict[str, object]:
     await safety.check()
     problems = safety.problems() if not safety.reachable or safety.hold() else []
     return {"ready": True, "spooling": bool(problems or app[SPOOL].depth), "problems": problems}
-
-
-class WebhookView:
-    """``POST /webhook``."""
-
-    def __init__(
-        self, settings: IngressSettings, delivery: Delivery, metrics: IngressMetrics
-    ) -> None:
-        self.settings = settings
-        self.delivery = delivery
-        self.metrics = metrics
-        self.allowed = frozenset(settings.events)
-        self.status_base = settings.status_url.rstrip("/") + "/jobs/"
-        # A concrete logger once (not a lazy proxy that binds on every call), bound per
-        # request to the delivery id below: the hot path stays cheap.
-        self.log = cast(Logger, get_logger().bind())
-        self._counters: dict[tuple[str, str], Any] = {}
-
-    async def handle(self, request: web.Request) -> web.Response:
-        started = time.perf_counter()
-        event = request.headers.get("X-GitHub-Event", "").strip()
-        delivery = request.headers.get("X-GitHub-Delivery", "").strip()
-        label = intake.metric_event(event)
-        try:
-            intake.check_headers(event, delivery)
-        except Refusal as refusal:
-            # The delivery id is missing or malformed: not something to log.
-            response, outcome = self._refuse(self.log, refusal), refusal.outcome
-        else:
-            log = self.log.bind(delivery_id=delivery, event=event)
-            response, outcome = await self._receive(request, log, event, delivery)
-        self.metrics.seconds.observe(time.perf_counter() - started)
-        self._count(label, outcome)
-        return response
-
-    def _count(self, event: str, outcome: str) -> None:
-        counter = self._counters.get((event, outcome))
-        if counter is None:
-            counter = self._counters[event, outcome] = self.metrics.webhooks.labels(event, outcome)
-        counter.inc()
-
-    def _refuse(self, log: Logger, refusal: Refusal) -> web.Response:
-        # No body, header value or signature goes into a log line: only the reason.
-        log.warning("webhook_refused", status=refusal.status, error=refusal.error)
-        response = json_error(refusal.status, refusal.error, refusal.detail)
-        if refusal.status in (408, 413):
-            response.force_close()  # the rest of the body is never read
-        return response
-
-    async def _receive(
-        self, request: web.Request, log: Logger, event: str, delivery: str
-    ) -> tuple[web.Response, Outcome]:
-        settings = self.settings
-        try:
-            kind = intake.media_kind(request.content_type)
-            if request.content_length is not None and request.content_length > settings.max_body:
-                raise _too_large(settings.max_body)
-            body = await self._read(request)
-            if settings.insecure:
-                log.warning("webhook_signature_not_checked", warning=INSECURE_WARNING)
-            intake.check_signature(settings.secrets, body, request.headers)
-            document = intake.json_payload(kind, body)
-            head = intake.payload_head(document)
-        except Refusal as refusal:
-            return self._refuse(log, refusal), refusal.outcome
-        if event == "ping":
-            log.info("webhook_ping", hook_id=head.hook_id)
-            return json_response(
-                {"message": "pong", "outcome": "ping", "delivery_id": delivery, "zen": head.zen}
-            ), "ignored"
-        if self.allowed and event not in self.allowed:
-            log.info("webhook_ignored", reason="event_not_allowed")
-            return json_response(
-                {
-                    "message": "ignored",
-                    "outcome": "ignored",
-                    "detail": f"event {event} is not in HOOKLINE_INGRESS_EVENTS",
-                },
-                status=202,
-            ), "ignored"
-        job_id = job_id_for_delivery(delivery)
-        repo = head.repository
-        received = WebhookReceived(
-            delivery_id=delivery,
-            job_id=job_id,
-            event=event,
-            action=head.action,
-            repository=repo.full_name if repo else None,
-            payload=msgspec.Raw(document),
-        )
-        try:
-            outcome = await self.delivery.deliver(
-                self.delivery.entry(delivery, job_id, encode(received)), log
-            )
-        except SpoolError as exc:
-            log.error("webhook_not_persisted", error=str(exc))
-            return json_error(
-                503, "unavailable", "Redis is unreachable and the spool cannot be written"
-            ), "unavailable"
-        log.info("webhook_" + outcome, job_id=job_id)
-        target = (repo.html_url if repo and repo.html_url else None) or "repository"
-        return json_response(
-            stored_answer(outcome, target, job_id, self.status_base + job_id), status=202
-        ), outcome
-
-    async def _read(self, request: web.Request) -> bytes:
-        """The whole body, within the size limit (chunked bodies too: reading stops as
-        soon as the limit is passed) and the body deadline."""
-        try:
-            if request.content.is_eof():  # already all here: no deadline to arm
-                return await request.read()
-            async with asyncio.timeout(self.settings.body_timeout):
-                return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise _too_large(self.settings.max_body) from None
-        except TimeoutError:
-            raise Refusal(
-                408, "body_timeout", "the body did not arrive within the body deadline"
-            ) from None
-
-
-def _too_large(limit: int) -> Refusal:
-    return Refusal(413, "payload_too_large", f"the body exceeds {limit} bytes")

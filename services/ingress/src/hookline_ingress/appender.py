@@ -34,6 +34,9 @@ class Appender:
         self.max_batch = max_batch
         self._pending: list[Pending] = []
         self._task: asyncio.Task[None] | None = None
+        # Entries failed by a batch whose callers have not yet woken to see it: until
+        # they have (and spooled them), nothing new may be appended ahead of them.
+        self.failing = 0
 
     async def append(self, entry: SpoolEntry) -> bool:
         """True when appended, False when the delivery was already there. Raises a
@@ -42,8 +45,12 @@ class Appender:
         self._pending.append((entry, future))
         if self._task is None:
             self._task = asyncio.create_task(self._drain(), name="ingress-appender")
-        async with asyncio.timeout(self.deadline):
-            return await future
+        try:
+            async with asyncio.timeout(self.deadline):
+                return await future
+        finally:
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                self.failing -= 1
 
     async def close(self) -> None:
         if self._task is not None:
@@ -53,24 +60,29 @@ class Appender:
     async def _drain(self) -> None:
         try:
             while self._pending:
+                # An entry whose caller gave up at its deadline (and spooled it) is
+                # still sent: what follows it must not reach the stream before it (the
+                # replay of the spooled copy is then a duplicate, dropped by the dedupe).
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
-                batch = [(entry, future) for entry, future in batch if not future.done()]
-                if not batch:
-                    continue
                 try:
                     async with asyncio.timeout(self.deadline):
                         replies = await self._run([entry for entry, _ in batch])
                 except Exception as exc:
-                    for _, future in batch:
+                    # Everything queued behind a failed batch fails with it: sent later,
+                    # it would land ahead of the failed ones, which go to the spool.
+                    failed, self._pending = [*batch, *self._pending], []
+                    for _, future in failed:
                         if not future.done():
                             future.set_exception(exc)
+                            self.failing += 1
                     continue
                 for (_, future), reply in zip(batch, replies, strict=True):
                     if future.done():  # its caller gave up at the deadline
                         continue
                     if isinstance(reply, BaseException):
                         future.set_exception(reply)
+                        self.failing += 1
                     else:
                         future.set_result(bool(reply[0]))
         except asyncio.CancelledError:

@@ -6,6 +6,8 @@ HTTP handler turns into ``{"error", "detail"}`` with the right status.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +23,14 @@ _DELIVERY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # GitHub event names: push, pull_request, check_suite, ... (also a metric label).
 _EVENT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_FORM_FIELDS = 32
+# How deep a payload's objects and arrays may nest. GitHub's deepest payload among the
+# shipped samples nests 7 levels; every consumer decodes the payload again, and a
+# recursive decoder fails near 1000 levels, so the limit keeps a wide margin both ways.
+MAX_DEPTH = 64
+# A JSON string (escapes included), or one bracket: what the depth scan steps over.
+_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+_OPENERS = frozenset(b"[{")
+_QUOTE = ord('"')
 
 Media = Literal["json", "form"]
 # ``unavailable``: neither Redis nor the spool could take the webhook (503).
@@ -109,11 +119,12 @@ def media_kind(content_type: str) -> Media:
     )
 
 
-def check_signature(secrets: Sequence[str], body: bytes, headers: Mapping[str, str]) -> None:
-    """Refuse unless ``X-Hub-Signature-256`` signs ``body`` under one of ``secrets``.
-    With no secrets (insecure mode) every body passes; the caller warns."""
+def expect_signature(secrets: Sequence[str], headers: Mapping[str, str]) -> BodyMac | None:
+    """Refuse at once, before any of the body is read, unless ``X-Hub-Signature-256``
+    has the shape of a signature; then the MAC to feed the body to. None in insecure
+    mode (no secrets): every body passes, the caller warns."""
     if not secrets:
-        return
+        return None
     header = headers.get("X-Hub-Signature-256")
     if header is None and "X-Hub-Signature" in headers:
         raise Refusal(
@@ -122,13 +133,40 @@ def check_signature(secrets: Sequence[str], body: bytes, headers: Mapping[str, s
             "X-Hub-Signature (SHA-1) is not accepted: X-Hub-Signature-256 is required",
             "rejected_signature",
         )
-    if not signing.verify(secrets, body, header):
-        raise Refusal(
-            401,
-            "invalid_signature",
-            "X-Hub-Signature-256 is missing or does not match the body",
-            "rejected_signature",
-        )
+    if not header or not header.startswith(signing.PREFIX):
+        raise _bad_signature()
+    return BodyMac(secrets, header)
+
+
+class BodyMac:
+    """HMAC-SHA256 of a body under each secret, fed chunk by chunk as the body arrives,
+    then checked against the header."""
+
+    def __init__(self, secrets: Sequence[str], header: str) -> None:
+        self._macs = [hmac.new(s.encode(), digestmod=hashlib.sha256) for s in secrets]
+        self._given = header[len(signing.PREFIX) :].strip().lower().encode()
+
+    def update(self, chunk: bytes) -> None:
+        for mac in self._macs:
+            mac.update(chunk)
+
+    def check(self) -> None:
+        """Refuse unless the body signs under one of the secrets; every secret is
+        compared, in constant time."""
+        valid = False
+        for mac in self._macs:
+            valid |= hmac.compare_digest(mac.hexdigest().encode(), self._given)
+        if not valid:
+            raise _bad_signature()
+
+
+def _bad_signature() -> Refusal:
+    return Refusal(
+        401,
+        "invalid_signature",
+        "X-Hub-Signature-256 is missing or does not match the body",
+        "rejected_signature",
+    )
 
 
 def json_payload(kind: Media, body: bytes) -> bytes:
@@ -147,8 +185,37 @@ def json_payload(kind: Media, body: bytes) -> bytes:
     return values[0]
 
 
+def nests_deeper(document: bytes, limit: int) -> bool:
+    """Whether ``document``'s arrays and objects nest deeper than ``limit``: counted
+    without recursion and without decoding (brackets inside strings do not count),
+    stopping as soon as the limit is passed."""
+    if document.count(b"[") + document.count(b"{") <= limit:
+        return False  # fewer brackets than the limit: the common, fast path
+    depth = 0
+    for token in _TOKENS.finditer(document):
+        char = token.group()[0]
+        if char in _OPENERS:
+            depth += 1
+            if depth > limit:
+                return True
+        elif char != _QUOTE:  # a closing bracket
+            depth -= 1
+    return False
+
+
+def check_depth(document: bytes, limit: int = MAX_DEPTH) -> None:
+    if nests_deeper(document, limit):
+        raise Refusal(
+            422,
+            "payload_too_deep",
+            f"the payload nests objects and arrays deeper than {limit} levels",
+        )
+
+
 def payload_head(document: bytes) -> PayloadHead:
-    """The fields ingress reads; the document must be one JSON object."""
+    """The fields ingress reads; the document must be one JSON object, nested no
+    deeper than :data:`MAX_DEPTH`."""
+    check_depth(document)
     try:
         return _head_decoder.decode(document)
     except msgspec.ValidationError as exc:
@@ -157,6 +224,12 @@ def payload_head(document: bytes) -> PayloadHead:
         raise Refusal(400, "invalid_json", "the payload is not valid JSON") from None
 
 
-def metric_event(event: str) -> str:
-    """The ``event`` metric label: the header when it is a well-formed event name."""
-    return event if _EVENT.match(event) else "unknown"
+# The ``event`` label of a request whose header names none of the known events.
+OTHER_EVENT = "other"
+
+
+def metric_event(event: str, known: frozenset[str]) -> str:
+    """The ``event`` metric label: the header when it names one of ``known`` (a fixed
+    list: GitHub's events and the allow-list), else ``other``. Anyone can send any
+    header, so a label taken from it as is would add one series per request."""
+    return event if event in known else OTHER_EVENT

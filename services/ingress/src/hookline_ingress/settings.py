@@ -15,6 +15,9 @@ from hookline.errors import ConfigError
 GITHUB_TIMEOUT = 10.0
 # A body is held in memory and in one spool frame: 1 GiB is far past GitHub's 25 MB.
 MAX_BODY_CAP = 1 << 30
+# GitHub asks for a random string with high entropy; anything shorter than this is a
+# password someone typed, guessable offline from one signed delivery.
+MIN_SECRET = 16
 _REPLICA = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
@@ -26,9 +29,12 @@ class IngressSettings(BaseSettings, frozen=True, kw_only=True):
     events: list[str] = []
     status_url: str = "http://127.0.0.1:5002"
     max_body: int = 25 * 1024 * 1024
+    max_bytes_in_flight: int = 128 * 1024 * 1024
     dedupe_ttl: Duration = Duration(7 * 86400)
     redis_timeout: Duration = Duration(2.0)
     body_timeout: Duration = Duration(30.0)
+    header_timeout: Duration = Duration(10.0)
+    max_connections: int = 512
     spool_dir: str = ".hookline/spool"
     replica: str = ""
     spool_adopt_interval: Duration = Duration(30.0)
@@ -41,9 +47,12 @@ class IngressSettings(BaseSettings, frozen=True, kw_only=True):
         "events": "HOOKLINE_INGRESS_EVENTS",
         "status_url": "HOOKLINE_STATUS_URL",
         "max_body": "HOOKLINE_INGRESS_MAX_BODY",
+        "max_bytes_in_flight": "HOOKLINE_INGRESS_MAX_BYTES_IN_FLIGHT",
         "dedupe_ttl": "HOOKLINE_INGRESS_DEDUPE_TTL",
         "redis_timeout": "HOOKLINE_INGRESS_REDIS_TIMEOUT",
         "body_timeout": "HOOKLINE_INGRESS_BODY_TIMEOUT",
+        "header_timeout": "HOOKLINE_INGRESS_HEADER_TIMEOUT",
+        "max_connections": "HOOKLINE_INGRESS_MAX_CONNECTIONS",
         "spool_dir": "HOOKLINE_INGRESS_SPOOL_DIR",
         "replica": "HOOKLINE_INGRESS_REPLICA",
         "spool_adopt_interval": "HOOKLINE_INGRESS_SPOOL_ADOPT_INTERVAL",
@@ -65,6 +74,14 @@ def _check_signing(s: IngressSettings) -> None:
             "comma-separated for rotation; HOOKLINE_INGRESS_INSECURE=1 accepts "
             "unsigned webhooks, for local experiments only)",
         )
+    for n, secret in enumerate(s.secrets, start=1):
+        if len(secret) < MIN_SECRET:
+            raise ConfigError(
+                "GITHUB_WEBHOOK_SECRET",
+                f"secret {n} of {len(s.secrets)} has {len(secret)} characters: each "
+                f"comma-separated secret needs at least {MIN_SECRET} characters (use a "
+                "random one, e.g. `python3 -c 'import secrets; print(secrets.token_hex(32))'`)",
+            )
     if s.secrets and s.insecure:
         raise ConfigError(
             "HOOKLINE_INGRESS_INSECURE",
@@ -79,6 +96,12 @@ def _check_http(s: IngressSettings) -> None:
         raise ConfigError(
             "HOOKLINE_INGRESS_MAX_BODY",
             f"must be a byte count from 1 to {MAX_BODY_CAP} (GitHub sends at most 25 MB)",
+        )
+    if s.max_bytes_in_flight < s.max_body:
+        raise ConfigError(
+            "HOOKLINE_INGRESS_MAX_BYTES_IN_FLIGHT",
+            f"must be at least HOOKLINE_INGRESS_MAX_BODY ({s.max_body} bytes): the budget "
+            "of request bytes held across all connections must fit one whole body",
         )
     if not s.status_url.startswith(("http://", "https://")):
         raise ConfigError("HOOKLINE_STATUS_URL", "must be an absolute http(s) URL")
@@ -101,6 +124,10 @@ def _check_timeouts(s: IngressSettings) -> None:
         )
     if s.body_timeout <= 0:
         raise ConfigError("HOOKLINE_INGRESS_BODY_TIMEOUT", "must be above 0")
+    if s.header_timeout <= 0:
+        raise ConfigError("HOOKLINE_INGRESS_HEADER_TIMEOUT", "must be above 0")
+    if s.max_connections < 1:
+        raise ConfigError("HOOKLINE_INGRESS_MAX_CONNECTIONS", "must be at least 1")
 
 
 def _check_spool(s: IngressSettings) -> None:
