@@ -18,7 +18,7 @@ from hookline.events import WebhookReceived, encode
 from hookline.ids import job_id_for_delivery
 from hookline.keys import Keys
 from hookline.logs import get_logger
-from hookline_ingress.app import REPLAY, SPOOL, create_app
+from hookline_ingress.app import REPLAY, SAFETY, SPOOL, create_app
 from hookline_ingress.settings import load
 from structlog.typing import FilteringBoundLogger
 from support.http import serve
@@ -258,6 +258,9 @@ async def test_acceptance_order_holds_across_the_spool_boundary_while_redis_flap
     try:
         async with serve(app) as client:
             delivery = app[REPLAY].delivery
+            # Redis must be verified safe before anything is appended live (else all spools).
+            await app[SAFETY].check()
+            assert app[SAFETY].hold() is None
             log = cast(FilteringBoundLogger, get_logger().bind())
             accepted = []
             for n, delivery_id in enumerate(ids):
