@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from hookline import clock
 from hookline.backoff import reconnect_delay
@@ -97,3 +98,22 @@ async def retry_forever(
             health.up()
         if pause:
             await sleep_unless(stop, pause)
+
+
+async def periodically(
+    step: Callable[[], Awaitable[None]], *, every: float, stop: asyncio.Event, what: str, log: Any
+) -> None:
+    """``step()`` every ``every`` seconds until ``stop``, through :func:`retry_forever`
+    (Redis away: back off); any other failure is logged and the next call comes as usual,
+    so a background task never dies silently."""
+
+    async def once() -> float:
+        try:
+            await step()
+        except UNAVAILABLE:
+            raise
+        except Exception:
+            log.exception("background_step_failed", step=what)
+        return every
+
+    await retry_forever(once, stop=stop, what=what)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
+from hookline import clock
 from hookline.consumer import Consumer
 from hookline.events import AnyEvent
 from hookline.keys import GROUP_STATUS, Keys
@@ -23,7 +24,7 @@ from hookline.metrics import (
 )
 from hookline.redis_client import UNAVAILABLE, Redis, connect
 from hookline.redis_safety import RedisSafety, checked, lifespan
-from hookline.retry import sleep_unless
+from hookline.retry import periodically
 from hookline.service import Service
 from hookline.streams import Entry
 from hookline.web import add_ops_routes
@@ -44,19 +45,21 @@ async def upkeep(redis: Redis, keys: Keys, settings: StatusSettings, stop: async
     """Sweep expired views and trim the streams, every so often, until stopped."""
     log = get_logger()
     last_trim = 0.0
-    while not stop.is_set():
-        try:
-            views = await current_views(redis, keys)
-            while await sweep_expired(redis, views) and not stop.is_set():
-                pass
-            if time.monotonic() - last_trim >= settings.trim_every:
-                last_trim = time.monotonic()
-                removed = await trim_streams(redis, keys, settings.retention)
-                if removed:
-                    log.info("streams_trimmed", removed=removed)
-        except UNAVAILABLE as exc:
-            log.warning("upkeep_redis_unavailable", error=str(exc))
-        await sleep_unless(stop, settings.sweep_every)
+
+    async def sweep_and_trim() -> None:
+        nonlocal last_trim
+        views = await current_views(redis, keys)
+        while await sweep_expired(redis, views) and not stop.is_set():
+            pass
+        if clock.monotonic() - last_trim >= settings.trim_every:
+            last_trim = clock.monotonic()
+            removed = await trim_streams(redis, keys, settings.retention)
+            if removed:
+                log.info("streams_trimmed", removed=removed)
+
+    await periodically(
+        sweep_and_trim, every=settings.sweep_every, stop=stop, what="upkeep", log=log
+    )
 
 
 def keep_lease(lease: MetricsLease, every: float) -> Callable[[object], AsyncIterator[None]]:

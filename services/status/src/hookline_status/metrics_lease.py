@@ -14,7 +14,7 @@ from collections.abc import Callable
 from hookline.logs import get_logger
 from hookline.lua import Script
 from hookline.redis_client import UNAVAILABLE, Redis
-from hookline.retry import sleep_unless
+from hookline.retry import periodically
 from redis.exceptions import RedisError
 
 HOLD = Script.load("hookline_status", "lease_hold")
@@ -71,12 +71,10 @@ class MetricsLease:
     async def keep(self, stop: asyncio.Event, every: float) -> None:
         """Take or renew the lease every ``every`` seconds until stopped, then give it
         up. A failed call leaves the lease to lapse on its own at ``held_until``."""
-        log = get_logger()
-        while not stop.is_set():
-            try:
-                await self.try_hold()
-            except LEASE_ERRORS as exc:
-                log.warning("metrics_lease_failed", lease=self.key, error=str(exc))
-            await sleep_unless(stop, every)
+
+        async def hold() -> None:
+            await self.try_hold()
+
+        await periodically(hold, every=every, stop=stop, what="metrics_lease", log=get_logger())
         with contextlib.suppress(*LEASE_ERRORS):
             await self.release()

@@ -17,10 +17,10 @@ from hookline.keys import Keys
 from hookline.logs import get_logger
 from hookline.records import CurrentJob, WorkerHeartbeat, to_hash
 from hookline.redis_client import UNAVAILABLE, Redis
+from hookline.retry import periodically
 
 from hookline_worker import decisions
 from hookline_worker.attempt import Attempt
-from hookline_worker.periodic import periodically
 from hookline_worker.settings import WorkerSettings
 
 WorkerState = Literal["starting", "running", "draining", "stopping"]

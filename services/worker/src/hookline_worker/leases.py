@@ -18,13 +18,13 @@ from hookline import clock
 from hookline.keys import EVENT_FIELD
 from hookline.lua import Script
 from hookline.redis_client import Redis
+from hookline.retry import periodically
 from hookline.streams import Entry
 from hookline.text import text
 from redis.exceptions import NoScriptError
 
 from hookline_worker import rawredis
 from hookline_worker.attempt import Attempt
-from hookline_worker.periodic import periodically
 
 RENEW = Script.load("hookline_worker", "renew")
 HAND_BACK = Script.load("hookline_worker", "hand_back")

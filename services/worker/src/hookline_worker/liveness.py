@@ -17,10 +17,9 @@ from typing import Any
 from hookline.keys import EVENT_FIELD, Keys
 from hookline.lua import Script
 from hookline.redis_client import UNAVAILABLE, Redis
+from hookline.retry import periodically
 from hookline.streams import Entry
 from hookline.text import text
-
-from hookline_worker.periodic import periodically
 
 ALIVE = Script.load("hookline_worker", "alive")
 RESCUE = Script.load("hookline_worker", "rescue")
