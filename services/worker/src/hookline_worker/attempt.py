@@ -80,9 +80,11 @@ def finished_event(
     error: JobError | None = None,
     started_at: datetime | None = None,
     duration: float | None = None,
+    occurred_at: datetime,
 ) -> JobFinished:
     spec = job.spec
     return JobFinished(
+        occurred_at=occurred_at,
         job_id=job.job_id,
         delivery_id=job.delivery_id,
         attempt=attempt,
@@ -101,10 +103,10 @@ def finished_event(
 
 
 def ended_event(
-    attempt: Attempt, worker: str, outcome: RunResult | None, duration: float
+    attempt: Attempt, worker: str, outcome: RunResult | None, duration: float, now: datetime
 ) -> JobFinished:
-    """The ``job.finished`` of an attempt that ran to its end, timed out or was canceled
-    (``outcome`` None)."""
+    """The ``job.finished`` of an attempt that ran to its end at ``now``, timed out or was
+    canceled (``outcome`` None)."""
     spec = attempt.job.spec
     if attempt.stop_reason == "timeout":
         message = f"{attempt.runner.kind} ran longer than {spec.timeout:g}s"
@@ -117,6 +119,7 @@ def ended_event(
             outcome="canceled",
             started_at=attempt.started_at,
             duration=duration,
+            occurred_at=now,
         )
     return finished_event(
         attempt.job,
@@ -127,6 +130,7 @@ def ended_event(
         error=outcome.error,
         started_at=attempt.started_at,
         duration=duration,
+        occurred_at=now,
     )
 
 
@@ -143,6 +147,7 @@ class Attempts:
         artifacts: Path,
         log: Any,
         monotonic: Callable[[], float] = clock.monotonic,
+        utcnow: Callable[[], datetime] = clock.utcnow,
     ) -> None:
         self.worker = worker
         self.keys = keys
@@ -151,6 +156,7 @@ class Attempts:
         self.artifacts = artifacts
         self.log = log
         self.monotonic = monotonic
+        self.utcnow = utcnow
         self.done = 0
         self.failed = 0
 
@@ -174,7 +180,7 @@ class Attempts:
             timer.cancel()
         attempt.recording = True
         duration = self.monotonic() - attempt.clock
-        finished = ended_event(attempt, self.worker, outcome, duration)
+        finished = ended_event(attempt, self.worker, outcome, duration, self.utcnow())
         # Not shielded: only Attempt.stop cancels a job task, and never once recording.
         await self.record(attempt.entry, finished)
         self.metrics.job_done(spec.queue, spec.pipeline, finished.outcome, duration)

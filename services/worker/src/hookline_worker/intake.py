@@ -67,12 +67,14 @@ def admit(
             problem = str(exc)
     if problem is not None:
         error = JobError(type="InvalidPipeline", message=problem, retryable=False)
-        return SetAside(problem, finished_event(event, attempt, worker, error=error))
+        ended = finished_event(event, attempt, worker, error=error, occurred_at=now)
+        return SetAside(problem, ended)
     if decisions.worker_lost(entry.deliveries, max_deliveries):
         reason = (
             f"worker lost: delivered {entry.deliveries} times without finishing "
             f"(max_deliveries {max_deliveries})"
         )
         error = JobError(type="WorkerLost", message=reason, retryable=False)
-        return WorkerLost(event, reason, finished_event(event, attempt, worker, error=error))
+        ended = finished_event(event, attempt, worker, error=error, occurred_at=now)
+        return WorkerLost(event, reason, ended)
     return Attempt(entry, event, attempt, now, clock, runner)

@@ -92,6 +92,7 @@ class Worker:
             artifacts=Path(settings.artifacts_dir),
             log=self.log,
             monotonic=monotonic,
+            utcnow=utcnow,
         )
         self.heartbeat = Heartbeat(redis, self.keys, settings, self.snapshot, utcnow=utcnow)
         self.liveness = Liveness(redis, self.keys, self.name, settings.liveness_ttl, log=self.log)
