@@ -58,4 +58,11 @@ def test_the_library_alone_imports_and_its_command_runs(tmp_path: Path) -> None:
     version = subprocess.run(
         [str(command), "--version"], capture_output=True, text=True, check=False
     )
-    assert "hookline-worker (not installed)" in version.stdout
+    assert version.stdout.startswith("hookline ")
+    assert "hookline-worker" not in version.stdout
+    up = subprocess.run(
+        [str(command), "up"], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    assert up.returncode == 2  # one line naming what is missing, no traceback
+    assert up.stderr.count("\n") == 1
+    assert "hookline-status, hookline-dispatcher, hookline-worker, hookline-ingress" in up.stderr

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hookline.backoff import restart_delay
+from hookline.cli.plugins import service_modules
 from hookline.config import FILE_SUFFIX, secret_value
 from hookline.durations import parse_duration
 from hookline.embedded_redis import EmbeddedRedis, RedisNotFound
@@ -50,6 +51,8 @@ RESTART_BASE = 1.0
 RESTART_CAP = 60.0
 STABLE_AFTER = 30.0
 # What `up` gives its workers unless the environment says otherwise.
+# What ``up`` runs, by the name each service registers its commands under.
+ROLES = ("status", "dispatcher", "worker", "ingress")
 WORKER_SHUTDOWN_TIMEOUT = "60s"
 WORKER_KILL_GRACE = "5s"
 # Beyond the workers' own deadlines: time to hand jobs back and exit.
@@ -120,6 +123,18 @@ def _healthy(port: int) -> bool:
         return False
 
 
+def _services() -> dict[str, str]:
+    """The module of each service ``up`` runs; ConfigError naming what is not installed."""
+    modules = service_modules()
+    missing = [role for role in ROLES if role not in modules]
+    if missing:
+        names = ", ".join(f"hookline-{role}" for role in missing)
+        raise ConfigError(
+            "hookline up", f"runs every service, and these are not installed: {names}"
+        )
+    return modules
+
+
 class Supervisor:
     def __init__(
         self,
@@ -174,23 +189,24 @@ class Supervisor:
         self.kill_grace = _seconds(base, "HOOKLINE_WORKER_KILL_GRACE")
         self.job_deadline = _seconds(base, "HOOKLINE_WORKER_SHUTDOWN_TIMEOUT") + self.kill_grace
         py = sys.executable
+        modules = _services()
 
         def child(
-            name: str, module: str, port: int, extra: dict[str, str], args: list[str] | None = None
+            name: str, role: str, port: int, extra: dict[str, str], args: list[str] | None = None
         ) -> Child:
-            argv = [py, "-m", module, *(args or [])]
-            return Child(name, argv, {**base, **extra}, port, SECRETS_OF.get(module, ()))
+            argv = [py, "-m", modules[role], *(args or [])]
+            return Child(name, argv, {**base, **extra}, port, SECRETS_OF.get(role, ()))
 
         self.children = [
             child(
                 "status",
-                "hookline_status",
+                "status",
                 status,
                 {"HOOKLINE_STATUS_PORT": str(status), "HOOKLINE_STATUS_HOST": host},
             ),
             child(
                 "dispatcher",
-                "hookline_dispatcher",
+                "dispatcher",
                 dispatcher,
                 {"HOOKLINE_DISPATCHER_PORT": str(dispatcher), "HOOKLINE_DISPATCHER_HOST": host},
             ),
@@ -202,7 +218,7 @@ class Supervisor:
             self.children.append(
                 child(
                     f"worker-{i + 1}",
-                    "hookline_worker",
+                    "worker",
                     worker_base + i,
                     {"HOOKLINE_WORKER_PORT": str(worker_base + i), "HOOKLINE_WORKER_HOST": host},
                     args,
@@ -211,7 +227,7 @@ class Supervisor:
         self.children.append(
             child(
                 "ingress",
-                "hookline_ingress",
+                "ingress",
                 ingress,
                 {"HOOKLINE_INGRESS_PORT": str(ingress), "HOOKLINE_INGRESS_HOST": host},
             )

@@ -13,8 +13,8 @@ from hookline.config import FILE_SUFFIX, SECRET_VARIABLES, secret_value
 # The secrets each service needs besides its Redis URL (which may hold a password);
 # the dispatcher and the workers (whose pipelines run code from anyone's push) get none.
 SECRETS_OF = {
-    "hookline_ingress": ("GITHUB_WEBHOOK_SECRET",),
-    "hookline_status": ("HOOKLINE_ADMIN_TOKEN", "HOOKLINE_READ_TOKEN"),
+    "ingress": ("GITHUB_WEBHOOK_SECRET",),
+    "status": ("HOOKLINE_ADMIN_TOKEN", "HOOKLINE_READ_TOKEN"),
 }
 SECRETS_DIR = "secrets"
 

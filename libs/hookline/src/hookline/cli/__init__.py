@@ -17,33 +17,18 @@ from hookline.service import EXIT_CONFIG
 
 # Modules under hookline.cli with a ``register(subparsers)`` function, in help order.
 AREAS = ("up", "webhook", "commands")
-# The distributions `--version` always reports; any other installed `hookline-*` too.
-PACKAGES = (
-    "hookline",
-    "hookline-ingress",
-    "hookline-dispatcher",
-    "hookline-worker",
-    "hookline-status",
-)
 
 
 def versions() -> Iterator[str]:
-    """One line per hookline package: its installed version, or that it is not installed."""
-    others = sorted(
-        {
-            name
-            for dist in metadata.distributions()
-            if (name := (dist.metadata["Name"] or "").lower().replace("_", "-")).startswith(
-                "hookline-"
-            )
-        }
-        - set(PACKAGES)
-    )
-    for name in (*PACKAGES, *others):
-        try:
-            yield f"{name} {metadata.version(name)}"
-        except metadata.PackageNotFoundError:
-            yield f"{name} (not installed)"
+    """One line per installed hookline package (the library and every service)."""
+    names = {
+        name
+        for dist in metadata.distributions()
+        if (name := (dist.metadata["Name"] or "").lower().replace("_", "-")) == "hookline"
+        or name.startswith("hookline-")
+    }
+    for name in sorted(names, key=lambda n: (n != "hookline", n)):
+        yield f"{name} {metadata.version(name)}"
 
 
 class _Versions(argparse.Action):

@@ -26,3 +26,9 @@ def register_plugins(sub: Subcommands) -> None:
                 f"({entry.value}): {type(exc).__name__}: {exc}",
                 file=sys.stderr,
             )
+
+
+def service_modules() -> dict[str, str]:
+    """The installed services: entry-point name (``worker``) -> top-level module that
+    ``python -m`` runs (``hookline_worker``), as their plugins declare them."""
+    return {e.name: e.module.split(".")[0] for e in metadata.entry_points(group=GROUP)}
