@@ -22,6 +22,12 @@ MIB = 1 << 20
 PUSH = payload("push", "with-new-branch.payload.json")
 
 
+def started(services: list[ServiceProcess], env: dict[str, str], tmp_path: Path) -> ServiceProcess:
+    ingress = ServiceProcess("ingress", env, tmp_path / "logs")
+    services.append(ingress.start())
+    return ingress
+
+
 def rss_kib(ingress: ServiceProcess, field: str) -> int:
     """``VmRSS`` (now) or ``VmHWM`` (the peak so far) of the process, in KiB."""
     assert ingress.process is not None
@@ -66,6 +72,21 @@ async def flood(port: int, connections: int, size: int) -> list[int | None]:
 BUDGET = 32 * MIB
 
 
+async def first_503(port: int, request: bytes, what: str) -> bytes:
+    """Send ``request`` on a new connection until the answer is a 503 (the state that
+    causes it may take a moment to arrive); that answer."""
+    for _ in range(200):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        async with asyncio.timeout(10):
+            answer = await reader.read()
+        writer.close()
+        if b" 503 " in answer.split(b"\r\n", 1)[0]:
+            return answer
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def test_wrong_signature_uploads_cannot_pin_more_memory_than_the_budget(
     base_env: dict[str, str], services: list[ServiceProcess], tmp_path: Path
 ) -> None:
@@ -77,8 +98,7 @@ def test_wrong_signature_uploads_cannot_pin_more_memory_than_the_budget(
         "HOOKLINE_INGRESS_MAX_BODY": str(8 * MIB),
         "HOOKLINE_INGRESS_MAX_BYTES_IN_FLIGHT": str(BUDGET),
     }
-    ingress = ServiceProcess("ingress", env, tmp_path / "logs")
-    services.append(ingress.start())
+    ingress = started(services, env, tmp_path)
     before = rss_kib(ingress, "VmRSS")
 
     statuses = asyncio.run(flood(ingress.port, connections=40, size=8 * MIB))
@@ -102,8 +122,7 @@ def test_a_refusal_for_the_budget_says_when_to_retry(
         "HOOKLINE_INGRESS_MAX_BODY": str(MIB),
         "HOOKLINE_INGRESS_MAX_BYTES_IN_FLIGHT": str(MIB),
     }
-    ingress = ServiceProcess("ingress", env, tmp_path / "logs")
-    services.append(ingress.start())
+    ingress = started(services, env, tmp_path)
 
     async def scenario() -> bytes:
         # One upload holds the whole budget (its body arrives, its last byte does not)...
@@ -113,17 +132,10 @@ def test_a_refusal_for_the_budget_says_when_to_retry(
         holder.write(head(len(body), signature, "holder") + body[:-1])
         await holder.drain()
         try:
-            # ... so the next one, however small, is refused at once.
-            for _ in range(200):
-                reader, writer = await asyncio.open_connection("127.0.0.1", ingress.port)
-                writer.write(head(len(PUSH), signature, "second", "Connection: close\r\n") + PUSH)
-                async with asyncio.timeout(10):
-                    answer = await reader.read()
-                writer.close()
-                if b" 503 " in answer.split(b"\r\n", 1)[0]:
-                    return answer
-                await asyncio.sleep(0.05)  # the holder's bytes are still on their way
-            raise AssertionError("the budget never filled")
+            # ... so the next one, however small, is refused at once (once the holder's
+            # bytes have all arrived).
+            second = head(len(PUSH), signature, "second", "Connection: close\r\n") + PUSH
+            return await first_503(ingress.port, second, "the budget to fill")
         finally:
             holder.close()
 
@@ -140,8 +152,7 @@ def test_sockets_that_never_finish_their_headers_are_closed_by_the_deadline(
     """A slowloris: 30 sockets dribble one header line every 200 ms and never end the
     headers; each is closed by the server at the 1 s header deadline, not held."""
     env = {**base_env, "HOOKLINE_INGRESS_HEADER_TIMEOUT": "1s"}
-    ingress = ServiceProcess("ingress", env, tmp_path / "logs")
-    services.append(ingress.start())
+    ingress = started(services, env, tmp_path)
 
     async def dribble(n: int) -> float:
         loop = asyncio.get_running_loop()
@@ -174,22 +185,13 @@ def test_connections_beyond_the_cap_are_refused_with_json(
     base_env: dict[str, str], services: list[ServiceProcess], tmp_path: Path
 ) -> None:
     env = {**base_env, "HOOKLINE_INGRESS_MAX_CONNECTIONS": "5"}
-    ingress = ServiceProcess("ingress", env, tmp_path / "logs")
-    services.append(ingress.start())
+    ingress = started(services, env, tmp_path)
 
     async def scenario() -> bytes:
         idle = [await asyncio.open_connection("127.0.0.1", ingress.port) for _ in range(5)]
         try:
-            for _ in range(100):  # until the server has taken in all five
-                reader, writer = await asyncio.open_connection("127.0.0.1", ingress.port)
-                writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                async with asyncio.timeout(5):
-                    answer = await reader.read()
-                writer.close()
-                if b" 503 " in answer.split(b"\r\n", 1)[0]:
-                    return answer
-                await asyncio.sleep(0.05)
-            raise AssertionError("the cap never refused a connection")
+            request = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            return await first_503(ingress.port, request, "the cap to refuse")
         finally:
             for _, writer in idle:
                 writer.close()
@@ -235,8 +237,7 @@ def test_requests_the_parser_refuses_get_json_and_leave_no_token_in_the_log(
     base_env: dict[str, str], services: list[ServiceProcess], tmp_path: Path
 ) -> None:
     env = {**base_env, "HOOKLINE_LOG_LEVEL": "debug"}
-    ingress = ServiceProcess("ingress", env, tmp_path / "logs")
-    services.append(ingress.start())
+    ingress = started(services, env, tmp_path)
 
     async def send(rest: str) -> bytes:
         return await raw_http("127.0.0.1", ingress.port, (REQUEST + rest).encode(), [])

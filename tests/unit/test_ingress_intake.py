@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlencode
 
 import pytest
@@ -288,6 +289,8 @@ def test_a_short_webhook_secret_is_refused(secrets: str) -> None:
         (b'{"a": "[[[[{{{{"}', 1, False),  # brackets inside a string
         (b'{"a\\"[[[": "\\\\", "b": "]]]]"}', 1, False),  # escaped quote, escaped backslash
         (b'["\\\\", [[]]]', 2, True),  # the string ends after the escaped backslash
+        (b'["a\\n\\u005d]", [[]]]', 2, True),  # other escapes, a bracket in a string
+        (b'["a\\n\\u005d]", [[]]]', 3, False),
         (b"[" * 10_000, 64, True),  # unclosed: still counted without recursion
         (b"1", 0, False),
     ],
@@ -296,3 +299,25 @@ def test_nesting_depth_is_counted_without_decoding(
     document: bytes, limit: int, deeper: bool
 ) -> None:
     assert intake.nests_deeper(document, limit) is deeper
+
+
+def test_the_depth_scan_agrees_with_a_decoder_on_every_real_payload() -> None:
+    """GitHub's deepest shipped payload nests 7 levels (the reason for a limit of 64)."""
+    from hookline import samples
+
+    deepest = 0
+    for event in samples.events():
+        for path in sorted((samples.SAMPLES / event).glob("*.json")):
+            document = path.read_bytes()
+            depth = next(d for d in range(100) if not intake.nests_deeper(document, d))
+            assert depth == _decoded_depth(json.loads(document)), path.name
+            deepest = max(deepest, depth)
+    assert deepest == 7
+
+
+def _decoded_depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_decoded_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_decoded_depth(v) for v in value), default=0)
+    return 0

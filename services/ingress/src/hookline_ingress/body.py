@@ -64,22 +64,30 @@ async def read_body(
     (joined only once the signature is checked, so a wrong one never costs a copy);
     refused past ``max_body`` bytes (413), past ``deadline`` seconds (408), or when the
     budget is spent (503)."""
-    chunks: list[bytes] = []
-    size = 0
+    if request.content.is_eof():  # already all here: no deadline to arm
+        return await _collect(request, mac, lease, max_body)
     try:
         async with asyncio.timeout(deadline):
-            while chunk := await request.content.readany():
-                size += len(chunk)
-                if size > max_body:
-                    raise too_large(max_body)
-                lease.take(len(chunk))
-                if mac is not None:
-                    mac.update(chunk)
-                chunks.append(chunk)
+            return await _collect(request, mac, lease, max_body)
     except TimeoutError:
         raise Refusal(
             408, "body_timeout", "the body did not arrive within the body deadline"
         ) from None
+
+
+async def _collect(
+    request: web.Request, mac: BodyMac | None, lease: Lease, max_body: int
+) -> list[bytes]:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > max_body:
+            raise too_large(max_body)
+        lease.take(len(chunk))
+        if mac is not None:
+            mac.update(chunk)
+        chunks.append(chunk)
     return chunks
 
 

@@ -27,10 +27,10 @@ MAX_FORM_FIELDS = 32
 # shipped samples nests 7 levels; every consumer decodes the payload again, and a
 # recursive decoder fails near 1000 levels, so the limit keeps a wide margin both ways.
 MAX_DEPTH = 64
-# A JSON string (escapes included), or one bracket: what the depth scan steps over.
-_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
-_OPENERS = frozenset(b"[{")
-_QUOTE = ord('"')
+# Keeps only the brackets (each as ``[`` or ``]``: the kind does not change the depth)
+# and the quotes around strings.
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKET_OR_QUOTE = bytes(c for c in range(256) if c not in b'[]{}"')
 
 Media = Literal["json", "form"]
 # ``unavailable``: neither Redis nor the spool could take the webhook (503).
@@ -187,29 +187,37 @@ def json_payload(kind: Media, body: bytes) -> bytes:
 
 def nests_deeper(document: bytes, limit: int) -> bool:
     """Whether ``document``'s arrays and objects nest deeper than ``limit``: counted
-    without recursion and without decoding (brackets inside strings do not count),
-    stopping as soon as the limit is passed."""
+    without recursion and without decoding (brackets inside strings do not count).
+    With the strings cut out and only the brackets kept, each pass removes every
+    innermost ``[]`` pair, so the passes it takes to empty are the depth; all of it runs
+    in C (a payload is never walked byte by byte in Python). Only authenticated bodies
+    get here."""
     if document.count(b"[") + document.count(b"{") <= limit:
         return False  # fewer brackets than the limit: the common, fast path
-    depth = 0
-    for token in _TOKENS.finditer(document):
-        char = token.group()[0]
-        if char in _OPENERS:
-            depth += 1
-            if depth > limit:
-                return True
-        elif char != _QUOTE:  # a closing bracket
-            depth -= 1
-    return False
+    # Escaped backslashes, then escaped quotes, go first: every quote left opens or
+    # closes a string, so the brackets outside strings are every other piece.
+    unescaped = document.replace(b"\\\\", b"").replace(b'\\"', b"")
+    pieces = unescaped.translate(_SQUARE, _NOT_BRACKET_OR_QUOTE).split(b'"')
+    brackets = b"".join(pieces[0::2])
+    for depth in range(limit + 1):
+        inner = brackets.replace(b"[]", b"")
+        if inner == brackets:
+            # Empty, or only unmatched brackets left (``]]][[[``, not JSON): each
+            # opener left unclosed still nests, so it counts.
+            return depth + brackets.count(b"[") > limit
+        brackets = inner
+    return True
 
 
 def check_depth(document: bytes, limit: int = MAX_DEPTH) -> None:
     if nests_deeper(document, limit):
-        raise Refusal(
-            422,
-            "payload_too_deep",
-            f"the payload nests objects and arrays deeper than {limit} levels",
-        )
+        raise _too_deep(limit)
+
+
+def _too_deep(limit: int) -> Refusal:
+    return Refusal(
+        422, "payload_too_deep", f"the payload nests objects and arrays deeper than {limit} levels"
+    )
 
 
 def payload_head(document: bytes) -> PayloadHead:
@@ -222,6 +230,8 @@ def payload_head(document: bytes) -> PayloadHead:
         raise Refusal(422, "invalid_payload", f"payload is not a GitHub event: {exc}") from None
     except msgspec.DecodeError:
         raise Refusal(400, "invalid_json", "the payload is not valid JSON") from None
+    except RecursionError:  # only malformed JSON can get past the depth check this deep
+        raise _too_deep(MAX_DEPTH) from None
 
 
 # The ``event`` label of a request whose header names none of the known events.
