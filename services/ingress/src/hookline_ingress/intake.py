@@ -34,7 +34,7 @@ _NOT_BRACKET_OR_QUOTE = bytes(c for c in range(256) if c not in b'[]{}"')
 
 Media = Literal["json", "form"]
 # ``unavailable``: neither Redis nor the spool could take the webhook (503).
-Outcome = Literal[
+RequestOutcome = Literal[
     "accepted",
     "duplicate",
     "ignored",
@@ -74,7 +74,7 @@ class Refusal(Exception):
     status: int
     error: str
     detail: str
-    outcome: Outcome = "rejected_input"
+    outcome: RequestOutcome = "rejected_input"
 
 
 class Repository(msgspec.Struct):

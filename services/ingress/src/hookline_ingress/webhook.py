@@ -17,7 +17,7 @@ from structlog.typing import FilteringBoundLogger as Logger
 
 from hookline_ingress import intake
 from hookline_ingress.body import RETRY_AFTER, ByteBudget, Lease, joined, read_body, too_large
-from hookline_ingress.intake import Outcome, PayloadHead, Refusal, stored_answer
+from hookline_ingress.intake import PayloadHead, Refusal, RequestOutcome, stored_answer
 from hookline_ingress.settings import IngressSettings
 from hookline_ingress.spool import SpoolError
 
@@ -99,7 +99,7 @@ class WebhookView:
 
     async def _receive(
         self, request: web.Request, lease: Lease, log: Logger, event: str, delivery: str
-    ) -> tuple[web.Response, Outcome]:
+    ) -> tuple[web.Response, RequestOutcome]:
         try:
             kind = intake.media_kind(request.content_type)
             document = intake.json_payload(kind, await self._verified(request, lease, log))
@@ -125,7 +125,7 @@ class WebhookView:
 
     async def _store(
         self, log: Logger, event: str, delivery: str, head: PayloadHead, document: bytes
-    ) -> tuple[web.Response, Outcome]:
+    ) -> tuple[web.Response, RequestOutcome]:
         job_id = job_id_for_delivery(delivery)
         repo = head.repository
         received = WebhookReceived(
