@@ -172,6 +172,42 @@ async def test_a_killed_workers_long_job_runs_again_within_seconds_whatever_its_
     assert (done.attempt, done.worker) == (2, "survivor")
 
 
+async def test_a_worker_restarted_under_its_own_name_runs_its_predecessors_job_at_once(
+    services: list[ServiceProcess],
+    base_env: dict[str, str],
+    tmp_path: Path,
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    """As ``hookline up`` does after a kill -9: the new process has the dead one's name,
+    so that name's liveness never lapses; the new process takes its predecessor's
+    pending job itself, at start, instead of leaving it to the two-minute lease."""
+    env = {**worker_env(base_env), "HOOKLINE_WORKER_LEASE_TIMEOUT": "120s"}
+    first = start_worker(services, env, tmp_path, "--name", "w1")
+    gate, began = tmp_path / "gate", tmp_path / "began"
+    meta = {"wait_file": str(gate), "started_file": str(began)}
+    job_id = await queue_job(redis, keys, handler_spec("wait_for_file", timeout=60.0), meta=meta)
+    assert await wait_file(began) == "1 w1\n"
+    first.kill()
+    killed_at = time.monotonic()
+    start_worker(services, env, tmp_path, "--name", "w1")  # at once, as up restarts it
+
+    async def ran_again() -> bool:
+        return began.read_text() == "2 w1\n"
+
+    await async_wait_until(
+        ran_again, RECOVERY_GOAL + SLACK + 5, what="the job to run again", interval=0.05
+    )
+    recovered_in = time.monotonic() - killed_at
+    print(f"\nrestart under the same name: the job ran again {recovered_in:.2f}s after the kill")
+    assert recovered_in <= RECOVERY_GOAL + SLACK, recovered_in
+    gate.touch()
+    done = await async_wait_until(
+        lambda: _finished_of(redis, keys, job_id), 15, what="the job to finish"
+    )
+    assert (done.attempt, done.worker, done.outcome) == (2, "w1", "finished")
+
+
 async def test_a_live_workers_long_job_is_never_taken_over(
     services: list[ServiceProcess],
     base_env: dict[str, str],

@@ -27,6 +27,7 @@ __all__ = [
     "Entry",
     "Op",
     "Poison",
+    "claim_entries",
     "claim_stale_entries",
     "commit",
     "dead_letter_op",
@@ -34,6 +35,7 @@ __all__ = [
     "decode_entry",
     "ensure_group",
     "parse_entries",
+    "pending_of",
     "read_unless_stopped",
     "vanished",
 ]
@@ -176,9 +178,25 @@ async def claim_stale_entries(
     drops them from the pending list itself. An id missing from the reply was claimed
     first by another consumer and is left to it."""
     pending = await redis.xpending_range(stream, group, min="-", max="+", count=count, idle=idle_ms)
-    if not pending:
+    counts = {text(p["message_id"]): int(p["times_delivered"]) for p in pending or ()}
+    return await claim_entries(redis, stream, group, consumer, idle_ms, counts)
+
+
+async def pending_of(redis: Redis, stream: str, group: str, consumer: str) -> dict[str, int]:
+    """The ids pending for ``consumer`` (all of them), each with its delivery count."""
+    pending = await redis.xpending_range(
+        stream, group, min="-", max="+", count=1_000_000, consumername=consumer
+    )
+    return {text(p["message_id"]): int(p["times_delivered"]) for p in pending or ()}
+
+
+async def claim_entries(
+    redis: Redis, stream: str, group: str, consumer: str, idle_ms: int, counts: dict[str, int]
+) -> list[Entry]:
+    """XCLAIM the ids of ``counts`` (id -> deliveries so far) idle for ``idle_ms`` or
+    longer; each claimed entry carries its delivery count, this claim included."""
+    if not counts:
         return []
-    counts = {text(p["message_id"]): int(p["times_delivered"]) for p in pending}
     claimed = await redis.xclaim(stream, group, consumer, idle_ms, list(counts))
     entries = _entries_of(stream, claimed)
     for entry in entries:

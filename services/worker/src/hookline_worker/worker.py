@@ -26,10 +26,12 @@ from hookline.retry import Health, retry_forever
 from hookline.streams import (
     Entry,
     Op,
+    claim_entries,
     claim_stale_entries,
     dead_letter_op,
     ensure_group,
     parse_entries,
+    pending_of,
     read_unless_stopped,
     vanished,
 )
@@ -97,6 +99,8 @@ class Worker:
         self.heartbeat = Heartbeat(redis, self.keys, settings, self.snapshot, utcnow=utcnow)
         self.liveness = Liveness(redis, self.keys, self.name, settings.liveness_ttl, log=self.log)
         self.last_rescue = float("-inf")
+        self.inheritance: dict[str, dict[str, int]] = {}  # stream -> id -> deliveries
+        self.inheritance_read = False
         self.swept = False
         self.cancels = CancelWatcher(
             redis, self.keys, self.running.values, log=self.log, monotonic=monotonic
@@ -224,6 +228,8 @@ class Worker:
                 await self._sweep()
             for stream in self.streams:
                 await ensure_group(self.redis, stream, GROUP_WORKERS)
+            if not self.inheritance_read:
+                await self._read_inheritance()
             self.groups_ready = True
             self.log.info("worker_ready", queues=self.settings.queues)
 
@@ -237,12 +243,33 @@ class Worker:
         if swept:
             self.log.info("scratch_swept", workers=swept)
 
+    async def _read_inheritance(self) -> None:
+        """Once, at start: what is pending under this worker's name is a predecessor's
+        (a live worker of this name would have refused this start): a process killed and
+        restarted under its name, as ``hookline up`` does. Its liveness never lapsed, so
+        nobody rescues those entries: this worker takes them itself, before reading."""
+        for stream in self.streams:
+            if pending := await pending_of(self.redis, stream, GROUP_WORKERS, self.name):
+                self.inheritance[stream] = pending
+                self.log.warning("jobs_inherited", stream=stream, count=len(pending))
+        self.inheritance_read = True
+
+    async def _inherit(self, count: int) -> list[Entry]:
+        taken: list[Entry] = []
+        for stream, pending in self.inheritance.items():
+            ids = dict(list(pending.items())[: count - len(taken)])
+            for entry_id in ids:
+                del pending[entry_id]
+            taken += await claim_entries(self.redis, stream, GROUP_WORKERS, self.name, 0, ids)
+        self.inheritance = {s: p for s, p in self.inheritance.items() if p}
+        return taken
+
     async def _claim_due(self, free: int) -> bool:
-        """Rescue dead workers' entries, then claim lapsed ones, each when it is time
-        to; whether any were started."""
+        """Take up a predecessor's entries, rescue dead workers' entries, then claim
+        lapsed ones, each when it is time to; whether any were started."""
         now = self.monotonic()
-        claimed: list[Entry] = []
-        if now - self.last_rescue >= self.liveness.rescue_every:
+        claimed: list[Entry] = await self._inherit(free) if self.inheritance else []
+        if not claimed and now - self.last_rescue >= self.liveness.rescue_every:
             self.last_rescue = now
             claimed = await self.rescue(free)
         if not claimed and now - self.last_claim >= self.claim_every:
