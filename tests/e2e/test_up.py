@@ -300,16 +300,24 @@ def test_operator_commands_read_the_redis_of_up_beside_them(tmp_path: Path, pref
     system = System(tmp_path, up_env, workers=1)
     record = tmp_path / ".hookline" / "up.json"
     cli_env = {k: v for k, v in system.env.items() if k not in ("REDIS_URL", "HOOKLINE_PREFIX")}
-    url = f"redis://127.0.0.1:{redis_port}/0"
-    source = f"redis {url} prefix {prefix} (from .hookline/up.json)"
+    shown = f"redis://:***@127.0.0.1:{redis_port}/0"  # up's Redis has a password of its own
+    source = f"redis {shown} prefix {prefix} (from .hookline/up.json)"
     system.start()
     by_hand: subprocess.Popen[bytes] | None = None
     try:
+        password = (tmp_path / ".hookline" / "redis.password").read_text().strip()
+        assert len(password) >= 32
         written = json.loads(record.read_text())
-        assert written["redis_url"] == url
+        assert written["redis_url"] == f"redis://:{password}@127.0.0.1:{redis_port}/0"
         assert written["prefix"] == prefix
         assert oct(record.stat().st_mode & 0o777) == "0o600"
         assert "recorded in .hookline/up.json" in system.logs()
+        assert password not in system.logs()
+        assert oct((tmp_path / ".hookline" / "redis").stat().st_mode & 0o777) == "0o700"
+        # Without the password nobody gets in (a local user, a pipeline command).
+        with socket.create_connection(("127.0.0.1", redis_port), timeout=5) as sock:
+            sock.sendall(b"PING\r\n")
+            assert sock.recv(64).startswith(b"-NOAUTH")
 
         info = hookline_cli(tmp_path, cli_env, "info")
         assert info.returncode == 0, info.stderr

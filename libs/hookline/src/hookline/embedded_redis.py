@@ -99,8 +99,12 @@ class EmbeddedRedis:
         return f"redis://{auth}{self.host}:{self.port}/0"
 
     def command(self) -> list[str]:
+        # A password goes in a private config file, never on the command line (which
+        # every local user can read in /proc/<pid>/cmdline).
+        config = [str(self._config_file())] if self.password else []
         args = [
             self.binary,
+            *config,
             "--port",
             str(self.port),
             "--bind",
@@ -122,12 +126,18 @@ class EmbeddedRedis:
             "--logfile",
             str((self.data_dir / "redis.log").resolve()),
         ]
-        if self.password:
-            args += ["--requirepass", self.password]
         return args + self.extra_args
 
+    def _config_file(self) -> Path:
+        path = self.data_dir.resolve() / "redis.conf"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"requirepass {self.password}\n")
+        return path
+
     def start(self, timeout: float = 15.0) -> EmbeddedRedis:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)  # its AOF holds every payload: not for other users
         self.process = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,

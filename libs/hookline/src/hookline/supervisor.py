@@ -73,6 +73,18 @@ class Child:
     due: float | None = None  # when a restart waiting out its backoff is to happen
 
 
+def _stored_token(path: Path) -> str:
+    """A random token kept in ``path`` (mode 0600), made on first use."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
 def load_or_create_secret(env: Mapping[str, str], home: Path) -> tuple[str, str]:
     """The webhook secret, and where it came from (for the banner)."""
     given = secret_value(env, "GITHUB_WEBHOOK_SECRET")
@@ -237,8 +249,12 @@ class Supervisor:
         if url := secret_value(self.env, "REDIS_URL"):
             return url
         try:
+            # A password of its own: a worker runs whatever a job.queued entry names, so
+            # whoever reaches this Redis must be someone who may run pipelines.
             self.redis = EmbeddedRedis(
-                self.home / "redis", port=_port(self.env, "HOOKLINE_REDIS_PORT", 6390)
+                self.home / "redis",
+                port=_port(self.env, "HOOKLINE_REDIS_PORT", 6390),
+                password=_stored_token(self.home / "redis.password"),
             )
             self.redis.start()
         except RedisNotFound as exc:
