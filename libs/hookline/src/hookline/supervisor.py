@@ -167,6 +167,7 @@ class Supervisor:
 
     def plan(self) -> None:
         """Check every port and setting before anything starts; ConfigError otherwise."""
+        modules = _services()  # first: a missing service says so, whatever the ports
         env = self.env
         host = env.get("HOOKLINE_BIND_HOST", "127.0.0.1")
         ingress = _port(env, "HOOKLINE_INGRESS_PORT", 5001)
@@ -201,7 +202,6 @@ class Supervisor:
         self.kill_grace = _seconds(base, "HOOKLINE_WORKER_KILL_GRACE")
         self.job_deadline = _seconds(base, "HOOKLINE_WORKER_SHUTDOWN_TIMEOUT") + self.kill_grace
         py = sys.executable
-        modules = _services()
 
         def child(
             name: str, role: str, port: int, extra: dict[str, str], args: list[str] | None = None
