@@ -332,8 +332,9 @@ def lock_directory(directory: Path) -> int | None:
         # only ours if the path still names the very file we locked.
         if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
             return fd
-    except (BlockingIOError, FileNotFoundError):
-        pass
+    except (BlockingIOError, FileNotFoundError):  # held by a live owner, or just removed
+        os.close(fd)
+        return None
     except OSError:
         os.close(fd)
         raise

@@ -49,8 +49,9 @@ async def upkeep(redis: Redis, keys: Keys, settings: StatusSettings, stop: async
     async def sweep_and_trim() -> None:
         nonlocal last_trim
         views = await current_views(redis, keys)
-        while await sweep_expired(redis, views) and not stop.is_set():
-            pass
+        swept = True
+        while swept and not stop.is_set():  # a batch at a time until none are left
+            swept = bool(await sweep_expired(redis, views))
         if clock.monotonic() - last_trim >= settings.trim_every:
             last_trim = clock.monotonic()
             removed = await trim_streams(redis, keys, settings.retention)
